@@ -9,8 +9,14 @@ type Device interface {
 	// Alloc returns a new zero-filled tensor. It fails with a clear error when memory is
 	// exhausted (requested and free bytes in the message).
 	Alloc(dt DType, shape ...int) (*Tensor, error)
-	// Free releases a tensor's storage. Using the tensor afterwards is an error.
+	// Free releases a tensor's storage. Using the tensor afterwards is an error. Freeing a
+	// view (see View) is an error; free the tensor it was taken from.
 	Free(t *Tensor) error
+	// View returns a tensor sharing t's storage that covers rows [start, end) of t's first
+	// dimension, with the remaining dimensions unchanged (e.g. the first R rows of a
+	// [B·L, V] logits buffer when only R positions are masked). 0 ≤ start ≤ end ≤ t.Dim(0);
+	// an empty view (start = end) is allowed. Writes through the view are writes to t.
+	View(t *Tensor, start, end int) (*Tensor, error)
 	// Upload copies host data into dst. src must be a []float32 (F32), []uint16 (BF16 bits),
 	// []float64 (F64) or []int32 (I32) of exactly dst.Len() elements.
 	Upload(dst *Tensor, src any) error

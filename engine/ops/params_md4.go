@@ -38,7 +38,7 @@ func (p *MaskedCEParams) Validate() error {
 }
 
 // MaskParams is forward masking x_t ~ q(x_t | x_0) (md4.md §1.1): for every position,
-// with u = rng.Uniform64(Seed, Step, Purpose, b·L + l),
+// with u = rng.Uniform64(Seed, Step, Purpose, IndexOffset + b·L + l),
 //
 //	XT[b, l] = MaskID  if l < SeqLens[b] and u < p,   else X0[b, l]
 //
@@ -55,6 +55,8 @@ type MaskParams struct {
 	Seed     uint64
 	Step     uint64
 	Purpose  uint8 // rng.PurposeMask, or rng.PurposeMask2 for GenMD4's second sample
+	// IndexOffset is added to b·L + l in the Philox index (see above).
+	IndexOffset uint64
 }
 
 // Validate checks shapes and the mask id.
@@ -80,14 +82,25 @@ type SampleMode uint8
 
 const (
 	// SampleExact is the default two-stage float64 draw (md4.md §5.4): u1 =
-	// Uniform64(Seed, Step, PurposeSampleUnmask, pos); the position unmasks iff u1 < PUnmask;
-	// then u2 = Uniform64(Seed, Step, PurposeSampleToken, pos) and the token is the inverse
+	// Uniform64(Seed, Step, PurposeSampleUnmask, IndexOffset+pos); the position unmasks iff
+	// u1 < PUnmask; then u2 = Uniform64(Seed, Step, PurposeSampleToken, IndexOffset+pos) and
+	// the token is the inverse
 	// CDF of softmax(logits) at u2, with probabilities exp(l_j − max) summed in float64 in
-	// the reference order (see SampleCDFChunk).
+	// the reference order (see SampleCDFChunk). Precisely, with e_j = exp(l_j − max) in
+	// float64 (0 for tokens removed by top-p), chunk sums C_c and prefixes P_c = C_0 + … +
+	// C_{c−1} (all sequential): t = u2·(total), the draw lies in the first chunk with
+	// P_c + C_c > t, at its first j whose sequential in-chunk partial sum exceeds t − P_c;
+	// where rounding leaves no such j (or chunk), it is the last j with e_j > 0 there (or
+	// overall).
 	SampleExact SampleMode = iota + 1
 	// SampleJAXCompat reproduces the paper code's float32 Gumbel-max over the V+1 scaled
 	// log-probabilities [log(PUnmask·μ_j), log(1−PUnmask)] with rng.Uniform32JAX noise. It
 	// is biased (an implicit top-p, pitfalls B01) and exists only to reproduce the paper.
+	// In float32: μ_j = float32(e_j/total) (e_j as for SampleExact, after top-p), scores
+	// log(float32(PUnmask)·μ_j) + g_j and log(1 − float32(PUnmask)) + g_V with g_j =
+	// −log(−log u_j), u_j = rng.Uniform32JAX(Seed, Step, PurposeSampleToken,
+	// (IndexOffset+pos)·(V+1) + j) for j = 0..V; entries of probability 0 never win; the
+	// lowest index wins ties; index V means the position stays masked.
 	SampleJAXCompat
 	// SampleArgmax sets every listed row to argmax(logits) (lowest index on ties): the final
 	// decode of masks left after the last step (md4.md §5.1 step 3).
@@ -114,12 +127,18 @@ const SampleCDFChunk = 256
 
 // SampleParams is one ancestral sampling step (md4.md §5.1, paper Alg. 2) for the rows of
 // Logits [R, V], where row i belongs to flat position Rows[i] = b·L + l of Z [B, L] and
-// every listed position must currently hold MaskID. Out [B, L] receives Z with the listed
+// every listed position must currently hold MaskID (random draws are addressed by
+// IndexOffset + Rows[i], so that a batch split across devices samples identically).
+// Out [B, L] receives Z with the listed
 // positions replaced by their draw (a token in [0, V), or MaskID when the position stays
 // masked). Out may be Z. PUnmask = (α_s − α_t)/(1 − α_t) is the probability that a masked
 // position unmasks in this step; it must be in [0, 1]. TopP in (0, 1) applies nucleus
 // filtering to softmax(logits) first (the md4 code's binary search: the largest threshold
-// τ with Σ_{μ_j ≥ τ} μ_j ≥ TopP; ties at τ are kept); 0 or 1 disables it.
+// τ with Σ_{μ_j ≥ τ} μ_j ≥ TopP; ties at τ are kept); 0 or 1 disables it. Reference
+// order: μ_j = float32(e_j/total) with e_j and the total as for SampleExact; τ is a
+// non-negative float32 found greedily over bits 30..0 of its bit pattern (a bit is kept
+// when the mass Σ_{μ_j ≥ τ} μ_j, summed in float64 in SampleCDFChunk order, is ≥ TopP),
+// so the most probable token always survives.
 type SampleParams struct {
 	Out, Z  *Tensor // [B, L] I32
 	Logits  *Tensor // [R, V]
@@ -130,6 +149,8 @@ type SampleParams struct {
 	MaskID  int32
 	Seed    uint64
 	Step    uint64
+	// IndexOffset is added to the flat position in the Philox index (see above).
+	IndexOffset uint64
 }
 
 // Validate checks shapes, the mode and the probability parameters.
