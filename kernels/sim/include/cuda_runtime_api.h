@@ -1,0 +1,3 @@
+// cudasim shim: kernels must not include <cuda_runtime_api.h> (threadIdx & co are macros in the simulator build,
+// and host API calls do not belong in kernels). Include "compat.cuh" first; see kernels/README.md.
+#error "kernels must not include <cuda_runtime_api.h>: include \"compat.cuh\" (and \"ptx.cuh\" for inline asm) instead"
