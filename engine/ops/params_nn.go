@@ -233,6 +233,9 @@ func validateAttn(c *checker, q, k, v, out, seqLens *Tensor) {
 	c.need("K", k, sFlt, s...)
 	c.need("V", v, sFlt, s...)
 	c.need("Out", out, sFlt, s...)
+	c.same("Q", q, "K", k)
+	c.same("Q", q, "V", v)
+	c.same("Q", q, "Out", out)
 	c.opt("SeqLens", seqLens, sI32, s[0])
 }
 

@@ -68,9 +68,28 @@ func (ev *Evaluator) runner(n int) (*runner, error) {
 // PurposeMask), so the result depends only on the model, the data and the seed. progress,
 // if non-nil, is called after each pass with the sequence-samples done and the total.
 func (ev *Evaluator) Eval(seqs []int32, progress func(done, total int)) (diffusion.EvalResult, error) {
+	return ev.EvalPadded(seqs, nil, progress)
+}
+
+// EvalPadded is Eval for padded sequences: seqLens[j] ∈ [1, L] is the number of real
+// tokens of sequence j (the rest is padding at the end). Padding positions are never
+// masked, never attended to (key padding mask) and never counted: each sequence's
+// estimate uses its own token count n_j for the reconstruction and prior terms and the
+// per-token normaliser (pitfalls B07). seqLens nil means every sequence is full.
+func (ev *Evaluator) EvalPadded(seqs []int32, seqLens []int32, progress func(done, total int)) (diffusion.EvalResult, error) {
 	L, V := ev.m.Cfg.SeqLen, ev.m.Cfg.Vocab
 	if len(seqs) == 0 || len(seqs)%L != 0 {
 		return diffusion.EvalResult{}, fmt.Errorf("train: evaluation data has %d tokens, which is not a positive multiple of L=%d", len(seqs), L)
+	}
+	if seqLens != nil {
+		if len(seqLens) != len(seqs)/L {
+			return diffusion.EvalResult{}, fmt.Errorf("train: %d sequence lengths for %d sequences", len(seqLens), len(seqs)/L)
+		}
+		for j, n := range seqLens {
+			if n < 1 || int(n) > L {
+				return diffusion.EvalResult{}, fmt.Errorf("train: sequence %d has length %d, outside [1, %d]", j, n, L)
+			}
+		}
 	}
 	if err := checkTokens(seqs, V, "evaluation data"); err != nil {
 		return diffusion.EvalResult{}, err
@@ -86,6 +105,10 @@ func (ev *Evaluator) Eval(seqs []int32, progress func(done, total int)) (diffusi
 			return diffusion.EvalResult{}, err
 		}
 		x0 := seqs[b0*L : (b0+bn)*L]
+		var lens []int32
+		if seqLens != nil {
+			lens = seqLens[b0 : b0+bn]
+		}
 		ts, probs, ones, ce := make([]float64, bn), make([]float64, bn), make([]float64, bn), make([]float64, bn)
 		avg := make([]diffusion.SeqNLL, bn)
 		for j := range ones {
@@ -96,12 +119,18 @@ func (ev *Evaluator) Eval(seqs []int32, progress func(done, total int)) (diffusi
 			est.SampleTimesFor(ts, ev.Cfg.Seed, step, rng.PurposeEvalTime, ev.Cfg.Antithetic)
 			diffusion.MaskProbs(probs, est.Sched, ts)
 			clear(ce)
-			if _, err := r.run(&pass{x0: x0, ts: ts, probs: probs, weights: ones, seed: ev.Cfg.Seed,
+			if _, err := r.run(&pass{x0: x0, seqLens: lens, ts: ts, probs: probs, weights: ones, seed: ev.Cfg.Seed,
 				step: step, purpose: rng.PurposeMask}, ce); err != nil {
 				return diffusion.EvalResult{}, err
 			}
 			for j := range ce {
 				q := est.Seq(ts[j], ce[j])
+				if lens != nil && int(lens[j]) < L {
+					n := int(lens[j])
+					q.Tokens = n
+					q.Recon = diffusion.ReconNats(est.Sched, n, V)
+					q.Prior = diffusion.PriorNats(est.Sched, n, V)
+				}
 				if s == 0 {
 					avg[j] = q
 				} else {

@@ -10,6 +10,8 @@ package kgen
 
 import (
 	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -25,6 +27,11 @@ type Family struct {
 	Sources  []string // .cu files, relative to the sim directory ("../layernorm.cu", "testdata/selftest.cu")
 	Kernels  []string // kernel names in source order
 	Includes []string // system headers (<...>) included by the sources, hoisted before the namespace
+	// SourceHash is a SHA-256 over the family's .cu sources and every kernels/*.cuh header.
+	// It is written into the generated file so that editing a kernel changes the file cgo
+	// compiles: the Go build cache does not see files included from outside the package
+	// directory, so without it an edited kernel would silently keep running its old build.
+	SourceHash string
 }
 
 // generatedHeader starts every generated file; files starting with it are owned by the generator.
@@ -228,6 +235,16 @@ func Scan(simDir string) ([]Family, error) {
 		}
 		fams = append(fams, f)
 	}
+	headers, err := filepath.Glob(filepath.Join(simDir, "..", "*.cuh"))
+	if err != nil {
+		return nil, err
+	}
+	sort.Strings(headers)
+	testHeaders, err := filepath.Glob(filepath.Join(simDir, "testdata", "*.cuh"))
+	if err != nil {
+		return nil, err
+	}
+	sort.Strings(testHeaders)
 	owner := map[string]string{}
 	for i := range fams {
 		f := &fams[i]
@@ -250,6 +267,24 @@ func Scan(simDir string) ([]Family, error) {
 				return nil, err
 			}
 		}
+		h := sha256.New()
+		var hashed []string
+		for _, s := range f.Sources {
+			hashed = append(hashed, filepath.Join(simDir, filepath.FromSlash(s)))
+		}
+		hashed = append(hashed, headers...)
+		if f.Name == "selftest" {
+			hashed = append(hashed, testHeaders...)
+		}
+		for _, path := range hashed {
+			src, err := os.ReadFile(path)
+			if err != nil {
+				return nil, err
+			}
+			fmt.Fprintf(h, "%s %d\n", filepath.Base(path), len(src))
+			h.Write(src)
+		}
+		f.SourceHash = hex.EncodeToString(h.Sum(nil))
 	}
 	return fams, nil
 }
@@ -261,6 +296,7 @@ func Render(f Family) []byte {
 	b.WriteString("//\n")
 	fmt.Fprintf(&b, "// The kernels of %s, compiled with g++ for the CPU simulator (kernels/README.md).\n",
 		strings.Join(f.Sources, ", "))
+	fmt.Fprintf(&b, "// Source hash (the .cu files and kernels/*.cuh; regenerate after editing a kernel): %s\n", f.SourceHash)
 	if len(f.Includes) > 0 {
 		b.WriteString("// Their system headers come first, so that none is first included inside the namespace below.\n")
 		for _, h := range f.Includes {
