@@ -66,6 +66,10 @@ type pass struct {
 	step    uint64
 	purpose rng.Purpose
 	grad    bool
+	// first is the global-batch index of x0's first sequence: masks are Philox-addressed by
+	// the global position (IndexOffset = (first + b0)·L), so a device that owns rows
+	// [first, first+B) of a larger batch draws exactly the masks the whole batch would.
+	first int
 }
 
 // run processes p in micro-batches of r.mb sequences; seqLoss[b] receives the sum of the
@@ -95,7 +99,7 @@ func (r *runner) run(p *pass, seqLoss []float64) (int, error) {
 			return 0, err
 		}
 		err := be.MaskTokens(&ops.MaskParams{XT: r.ws.XT, X0: r.x0T, MaskProb: r.probT, SeqLens: lensT,
-			MaskID: int32(V), Seed: p.seed, Step: p.step, Purpose: uint8(p.purpose), IndexOffset: uint64(b0 * L)})
+			MaskID: int32(V), Seed: p.seed, Step: p.step, Purpose: uint8(p.purpose), IndexOffset: uint64((p.first + b0) * L)})
 		if err != nil {
 			return 0, err
 		}
