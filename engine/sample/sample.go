@@ -24,6 +24,10 @@ type Config struct {
 	TopP  float64        // nucleus filtering in (0, 1); 0 or 1 disables
 	Seed  uint64
 	Sched diffusion.Schedule // the schedule the model was trained with
+	// IndexOffset is added to the flat position b·L + l in the Philox index of every draw
+	// (ops.SampleParams.IndexOffset): give batch k of a multi-batch run the offset
+	// k·B·L so that its sequences differ from batch 0's.
+	IndexOffset uint64
 }
 
 // Report describes how samples were produced; it is printed beside them.
@@ -155,7 +159,7 @@ func (s *Sampler) step(ts []float64, rows []int32, p *ops.SampleParams) error {
 		return err
 	}
 	p.Out, p.Z, p.Logits, p.Rows = s.zT, s.zT, s.ws.Logits(), rowsT
-	p.MaskID, p.Seed = int32(m.Cfg.Vocab), s.Cfg.Seed
+	p.MaskID, p.Seed, p.IndexOffset = int32(m.Cfg.Vocab), s.Cfg.Seed, s.Cfg.IndexOffset
 	return m.Backend().SampleStep(p)
 }
 
