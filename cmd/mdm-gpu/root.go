@@ -195,5 +195,6 @@ saved).`,
 		return &usageError{fmt.Errorf("%w (see '%s --help')", err, cmd.CommandPath())}
 	})
 	root.AddCommand(newTrainCmd(a), newEvalCmd(a), newSampleCmd(a), newInfoCmd(a), newDataCmd(a), newPresetsCmd(a))
+	root.AddCommand(newBenchCmd(a))
 	return root
 }

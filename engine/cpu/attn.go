@@ -8,7 +8,8 @@ import (
 
 // AttnFwd computes non-causal attention per (sequence b, head h): S = Scale·Q_bh·K_bhᵀ
 // over the real keys (positions < SeqLens[b]), P = softmax(S) with max subtraction and
-// float64 row sums, LSE = log Σ exp(S), Out = P·V_bh. Padded keys get weight exactly 0
+// float64 row sums (exp by fexp for F32 data, math.Exp for F64), LSE = log Σ exp(S),
+// Out = P·V_bh. Padded keys get weight exactly 0
 // because they are never part of the product. The (b, h) pairs run in parallel; each
 // pair's GEMMs run serially on its worker, on strided views of Q, K, V and Out (leading
 // dimension H·Dh, no copies).
@@ -63,29 +64,16 @@ func (j *attnJob[T]) run(w, lo, hi int) {
 		off := bi*l*d + hh*dh
 		s := buf[T](ws, 0, l*n)
 		e := ws.accBuf(0, n)
-		serialGemm(false, true, l, n, dh, j.scale, j.q[off:], d, j.k[off:], d, 0, s, n)
+		tileGemm(false, true, l, n, dh, j.scale, j.q[off:], d, j.k[off:], d, 0, s, n)
 		lse := j.lse[bh*l : (bh+1)*l]
 		for i := range l {
 			row := s[i*n : (i+1)*n]
-			m := row[0]
-			for _, x := range row[1:] {
-				if x > m {
-					m = x
-				}
-			}
-			mf := float64(m)
-			var sum float64
-			for c, x := range row {
-				e[c] = math.Exp(float64(x) - mf)
-				sum += e[c]
-			}
-			inv := 1 / sum
-			for c := range row {
-				row[c] = T(e[c] * inv)
-			}
+			mf := float64(max4(row))
+			sum := expShiftSum(e, row, mf)
+			scaleToT(row, e, 1/sum)
 			lse[i] = T(mf + math.Log(sum))
 		}
-		serialGemm(false, false, l, dh, n, 1, s, n, j.v[off:], d, 0, j.out[off:], d)
+		tileGemm(false, false, l, dh, n, 1, s, n, j.v[off:], d, 0, j.out[off:], d)
 	}
 }
 
@@ -145,33 +133,24 @@ func (j *attnBwdJob[T]) run(w, lo, hi int) {
 		off := bi*l*d + hh*dh
 		pm := buf[T](ws, 0, l*n)
 		dp := buf[T](ws, 1, l*n)
-		serialGemm(false, true, l, n, dh, j.scale, j.q[off:], d, j.k[off:], d, 0, pm, n)
+		tileGemm(false, true, l, n, dh, j.scale, j.q[off:], d, j.k[off:], d, 0, pm, n)
 		lse := j.lse[bh*l : (bh+1)*l]
+		e := ws.accBuf(0, n)
 		for i := range l {
-			li := float64(lse[i])
-			row := pm[i*n : (i+1)*n]
-			for c, x := range row {
-				row[c] = T(math.Exp(float64(x) - li))
-			}
+			expShiftTo(pm[i*n:(i+1)*n], e, float64(lse[i]))
 		}
 		// dV = Pᵀ·dO for the real keys; padded keys get zero.
-		serialGemm(true, false, n, dh, l, 1, pm, n, j.dout[off:], d, 0, j.dv[off:], d)
+		tileGemm(true, false, n, dh, l, 1, pm, n, j.dout[off:], d, 0, j.dv[off:], d)
 		// dP = dO·Vᵀ.
-		serialGemm(false, true, l, n, dh, 1, j.dout[off:], d, j.v[off:], d, 0, dp, n)
+		tileGemm(false, true, l, n, dh, 1, j.dout[off:], d, j.v[off:], d, 0, dp, n)
 		for i := range l {
 			o := j.out[off+i*d : off+i*d+dh]
 			do := j.dout[off+i*d : off+i*d+dh]
-			var delta float64
-			for c := range dh {
-				delta += float64(do[c]) * float64(o[c])
-			}
-			prow, dprow := pm[i*n:(i+1)*n], dp[i*n:(i+1)*n]
-			for c := range prow {
-				dprow[c] = T(float64(prow[c]) * (float64(dprow[c]) - delta))
-			}
+			delta := dot4(do, o)
+			dSoftmax(dp[i*n:(i+1)*n], pm[i*n:(i+1)*n], delta)
 		}
-		serialGemm(false, false, l, dh, n, j.scale, dp, n, j.k[off:], d, 0, j.dq[off:], d)
-		serialGemm(true, false, n, dh, l, j.scale, dp, n, j.q[off:], d, 0, j.dk[off:], d)
+		tileGemm(false, false, l, dh, n, j.scale, dp, n, j.k[off:], d, 0, j.dq[off:], d)
+		tileGemm(true, false, n, dh, l, j.scale, dp, n, j.q[off:], d, 0, j.dk[off:], d)
 		for r := n; r < l; r++ {
 			clear(j.dk[off+r*d : off+r*d+dh])
 			clear(j.dv[off+r*d : off+r*d+dh])

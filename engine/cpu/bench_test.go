@@ -3,7 +3,7 @@ package cpu
 // Benchmarks. Thread counts follow -cpu (GOMAXPROCS), e.g.
 //
 //	go test -run '^$' -bench . -cpu 1,2 ./engine/cpu/
-//	go test -tags openblas -run '^$' -bench GEMM -cpu 1,2 ./engine/cpu/   # gonum vs OpenBLAS
+//	go test -tags openblas -run '^$' -bench GEMM -cpu 1,2 ./engine/cpu/   # MatMul with OpenBLAS tiles
 
 import (
 	"fmt"
@@ -39,16 +39,6 @@ func benchData(n int) []float32 {
 }
 
 func BenchmarkGEMM(b *testing.B) {
-	impls := []struct {
-		name string
-		f    func(tA, tB bool, m, n, k int, alpha float32, a []float32, lda int, bb []float32, ldb int, beta float32, c []float32, ldc int)
-	}{{"gonum", gonumGemm[float32]}}
-	if blasName != "gonum" {
-		impls = append(impls, struct {
-			name string
-			f    func(tA, tB bool, m, n, k int, alpha float32, a []float32, lda int, bb []float32, ldb int, beta float32, c []float32, ldc int)
-		}{blasName, bigGemm[float32]})
-	}
 	for _, s := range gemmShapes {
 		ar, ac := s.m, s.k
 		if s.transA {
@@ -59,16 +49,26 @@ func BenchmarkGEMM(b *testing.B) {
 			br, bc = s.n, s.k
 		}
 		a, bb, c := benchData(ar*ac), benchData(br*bc), make([]float32, s.m*s.n)
-		for _, im := range impls {
-			b.Run(fmt.Sprintf("%s/impl=%s", s.name, im.name), func(b *testing.B) {
-				setBLASThreads(runtime.GOMAXPROCS(0))
-				b.SetBytes(int64(4 * (len(a) + len(bb) + len(c))))
-				for b.Loop() {
-					im.f(s.transA, s.transB, s.m, s.n, s.k, 1, a, ac, bb, bc, 0, c, s.n)
-				}
-				b.ReportMetric(2*float64(s.m)*float64(s.n)*float64(s.k)*float64(b.N)/b.Elapsed().Seconds()/1e9, "GFLOP/s")
-			})
-		}
+		flops := 2 * float64(s.m) * float64(s.n) * float64(s.k)
+		// gonum's own parallel Sgemm (GOMAXPROCS goroutines), the MatMul of this build
+		// before it was tiled over the backend's pool.
+		b.Run(fmt.Sprintf("%s/impl=gonum-parallel", s.name), func(b *testing.B) {
+			b.SetBytes(int64(4 * (len(a) + len(bb) + len(c))))
+			for b.Loop() {
+				gonumGemm(s.transA, s.transB, s.m, s.n, s.k, 1, a, ac, bb, bc, 0, c, s.n)
+			}
+			b.ReportMetric(flops*float64(b.N)/b.Elapsed().Seconds()/1e9, "GFLOP/s")
+		})
+		// MatMul: tiles on the pool, tileGemm of this build (gonum serial or OpenBLAS).
+		b.Run(fmt.Sprintf("%s/impl=matmul-%s", s.name, blasName), func(b *testing.B) {
+			be := New(WithWorkers(runtime.GOMAXPROCS(0)))
+			defer be.Close()
+			b.SetBytes(int64(4 * (len(a) + len(bb) + len(c))))
+			for b.Loop() {
+				gemm(be, s.transA, s.transB, s.m, s.n, s.k, 1, a, ac, bb, bc, 0, c, s.n)
+			}
+			b.ReportMetric(flops*float64(b.N)/b.Elapsed().Seconds()/1e9, "GFLOP/s")
+		})
 	}
 }
 

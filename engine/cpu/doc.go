@@ -15,9 +15,20 @@
 //
 // Reductions (norm statistics, softmax and log-sum-exp sums, bias, gate, shift and scale
 // gradient sums, cross-entropy, SumSquares, embedding gradients) accumulate in float64 even
-// for F32 data. Transcendental functions (exp, log, tanh, sin, cos) are evaluated in
-// float64 and rounded once to the element type. GEMM goes through gonum's pure-Go BLAS
-// (Sgemm / Dgemm); with the build tags openblas and cgo, MatMul uses OpenBLAS instead.
+// for F32 data; row reductions use four interleaved accumulators in a fixed order
+// (reduce.go). Transcendental functions (exp, log, tanh, sin, cos) are evaluated in float64
+// and rounded once to the element type; for F32 data the exponentials of attention and of
+// the sigmoid gate use fexp, a float64 polynomial with relative error below 1e-8, far below
+// float32 rounding (fastexp.go; F64 data keep math.Exp for the finite-difference checks).
+//
+// MatMul cuts each product into tiles that depend only on the shape (gemm.go) and runs
+// them on the worker pool with a serial kernel: in the default build, for float32 on CPUs
+// with AVX2 and FMA, a blocked GEMM around an assembly 6×16 micro-kernel (sgemm.go,
+// internal/vmath) that accumulates in float32 with fused multiply-adds, as BLAS libraries
+// do; otherwise gonum's Sgemm / Dgemm; with the build tags openblas and cgo, OpenBLAS
+// (single-threaded, one call per tile). The F32 hot loops of attention, the sigmoid GLU and
+// LayerNorm run in the AVX2 kernels of internal/vmath, which do the scalar code's float64
+// operations in the same order (same bits).
 //
 // # Parallelism and determinism
 //

@@ -1,6 +1,7 @@
 package cpu
 
 import (
+	"github.com/mdm-gpu/mdm-gpu/engine/cpu/internal/vmath"
 	"github.com/mdm-gpu/mdm-gpu/engine/ops"
 )
 
@@ -27,11 +28,19 @@ func (j *elemJob[T]) run(_, lo, hi int) {
 	switch j.kind {
 	case ekGLU:
 		o, a, b := j.o1[lo:hi], j.i1[lo:hi], j.i2[lo:hi]
+		if j.act == ops.Sigmoid && dtIndex[T]() == 0 {
+			sigmoidGLU(o, a, b)
+			return
+		}
 		for i := range o {
 			o[i] = T(actOnly(j.act, float64(a[i])) * float64(b[i]))
 		}
 	case ekGLUBwd:
 		da, db, a, b, g := j.o1[lo:hi], j.o2[lo:hi], j.i1[lo:hi], j.i2[lo:hi], j.i3[lo:hi]
+		if j.act == ops.Sigmoid && dtIndex[T]() == 0 {
+			sigmoidGLUBwd(da, db, a, b, g)
+			return
+		}
 		for i := range a {
 			y, dy := act(j.act, float64(a[i]))
 			gi, bi := float64(g[i]), float64(b[i])
@@ -68,6 +77,59 @@ func (j *elemJob[T]) run(_, lo, hi int) {
 			for i := range y {
 				y[i] = T(j.alpha*float64(x[i]) + j.beta*float64(y[i]))
 			}
+		}
+	}
+}
+
+// sigmoidBlock is the block length of the F32 sigmoid loops: exp(−a) is computed for a
+// block into a stack buffer by expScaleInto, then used.
+const sigmoidBlock = 256
+
+// sigmoidGLU is ekGLU for F32 data and the sigmoid gate (MD4's 'glu'): o = σ(a)·b, with
+// σ(a) = 1/(1 + e^−a) in float64 (e^−a by fexp) and one rounding to T.
+func sigmoidGLU[T float](o, a, b []T) {
+	var e [sigmoidBlock]float64
+	i0 := 0
+	if vecF32[T]() { // vector kernel; groups of 4 it cannot do go through the loop below
+		o32, a32, b32 := asF32(o), asF32(a), asF32(b[:len(a)])
+		for i0+4 <= len(a) {
+			if i0 += vmath.SigmoidGLU(o32[i0:], a32[i0:], b32[i0:]); i0+4 <= len(a) {
+				sigmoidGLU(o[i0:i0+4], a[i0:i0+4], b[i0:i0+4])
+				i0 += 4
+			}
+		}
+	}
+	for ; i0 < len(o); i0 += sigmoidBlock {
+		n := min(sigmoidBlock, len(o)-i0)
+		expScaleInto(e[:n], a[i0:i0+n], -1, 0)
+		for i := range n {
+			o[i0+i] = T(float64(b[i0+i]) / (1 + e[i]))
+		}
+	}
+}
+
+// sigmoidGLUBwd is ekGLUBwd for F32 data and the sigmoid gate: da = g·b·σ(a)(1−σ(a)),
+// db = g·σ(a), in float64.
+func sigmoidGLUBwd[T float](da, db, a, b, g []T) {
+	var e [sigmoidBlock]float64
+	i0 := 0
+	if vecF32[T]() {
+		da32, db32, a32, b32, g32 := asF32(da[:len(a)]), asF32(db[:len(a)]), asF32(a), asF32(b[:len(a)]), asF32(g[:len(a)])
+		for i0+4 <= len(a) {
+			if i0 += vmath.SigmoidGLUBwd(da32[i0:], db32[i0:], a32[i0:], b32[i0:], g32[i0:]); i0+4 <= len(a) {
+				sigmoidGLUBwd(da[i0:i0+4], db[i0:i0+4], a[i0:i0+4], b[i0:i0+4], g[i0:i0+4])
+				i0 += 4
+			}
+		}
+	}
+	for ; i0 < len(a); i0 += sigmoidBlock {
+		n := min(sigmoidBlock, len(a)-i0)
+		expScaleInto(e[:n], a[i0:i0+n], -1, 0)
+		for i := range n {
+			s := 1 / (1 + e[i])
+			gi := float64(g[i0+i])
+			da[i0+i] = T(gi * float64(b[i0+i]) * (s * (1 - s)))
+			db[i0+i] = T(gi * s)
 		}
 	}
 }

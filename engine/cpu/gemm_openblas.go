@@ -13,16 +13,20 @@ import "unsafe"
 // blasName names the BLAS behind MatMul.
 const blasName = "openblas"
 
-// bigGemm is the GEMM behind the MatMul op in builds with the openblas and cgo tags:
-// OpenBLAS cblas_sgemm / cblas_dgemm (row-major). OpenBLAS picks its thread count from
-// OPENBLAS_NUM_THREADS (default: all cores); see setBLASThreads. With beta = 0, C is
-// zeroed first so that garbage in it cannot leak whatever the library does.
-func bigGemm[T float](tA, tB bool, m, n, k int, alpha T, a []T, lda int, b []T, ldb int, beta T, c []T, ldc int) {
-	if beta == 0 {
-		for i := 0; i < m; i++ {
-			clear(c[i*ldc : i*ldc+n])
-		}
-	}
+// gemmSplitWide is false: OpenBLAS packs both operands, so tiles are cut along M (gemm.go).
+const gemmSplitWide = false
+
+// OpenBLAS runs single-threaded: the backend's pool splits every product into tiles and
+// calls OpenBLAS once per tile from its workers (gemm.go), so that WithWorkers is the
+// thread count, attention can call it from several workers at once, and results do not
+// depend on the number of threads.
+func init() { C.openblas_set_num_threads(1) }
+
+// tileGemm is the serial kernel of one gemm tile in builds with the openblas and cgo tags:
+// OpenBLAS cblas_sgemm / cblas_dgemm (row-major) on the calling thread. With beta = 0,
+// OpenBLAS overwrites C with zeros before accumulating (its gemm_beta), so garbage (NaN)
+// in C cannot leak (TestMatMulForward, TestMatMulTiled).
+func tileGemm[T float](tA, tB bool, m, n, k int, alpha T, a []T, lda int, b []T, ldb int, beta T, c []T, ldc int) {
 	ta, tb := uint32(C.CblasNoTrans), uint32(C.CblasNoTrans)
 	if tA {
 		ta = C.CblasTrans
@@ -45,6 +49,3 @@ func bigGemm[T float](tA, tB bool, m, n, k int, alpha T, a []T, lda int, b []T, 
 			C.double(beta), (*C.double)(unsafe.Pointer(&cc[0])), C.blasint(ldc))
 	}
 }
-
-// setBLASThreads sets OpenBLAS's thread count (benchmarks).
-func setBLASThreads(n int) { C.openblas_set_num_threads(C.int(n)) }

@@ -40,23 +40,10 @@ func (j *normFwdJob[T]) run(_, lo, hi int) {
 		out := j.out[r*d : (r+1)*d]
 		var mean, rstd float64
 		if j.rms {
-			var ss float64
-			for _, v := range x {
-				ss += float64(v) * float64(v)
-			}
-			rstd = 1 / math.Sqrt(ss/float64(d)+j.eps)
+			rstd = 1 / math.Sqrt(sumSqDev4(x, 0)/float64(d)+j.eps)
 		} else {
-			var s float64
-			for _, v := range x {
-				s += float64(v)
-			}
-			mean = s / float64(d)
-			var ss float64
-			for _, v := range x {
-				dv := float64(v) - mean
-				ss += dv * dv
-			}
-			rstd = 1 / math.Sqrt(ss/float64(d)+j.eps)
+			mean = sum4(x) / float64(d)
+			rstd = 1 / math.Sqrt(sumSqDev4(x, mean)/float64(d)+j.eps)
 			j.mean[r] = T(mean)
 		}
 		j.rstd[r] = T(rstd)
@@ -65,6 +52,10 @@ func (j *normFwdJob[T]) run(_, lo, hi int) {
 			g := r / j.rowsPerGroup
 			sh = j.shift[g*d : (g+1)*d]
 			sc = j.scale[g*d : (g+1)*d]
+		}
+		if sh != nil && j.weight == nil { // adaLN (MD4): one specialised loop
+			normMod(out, x, sc, sh, mean, rstd)
+			continue
 		}
 		for c, v := range x {
 			y := (float64(v) - mean) * rstd
@@ -148,7 +139,8 @@ func (j *normBwdJob[T]) nhat(r int, v T) float64 {
 // run computes DX for rows [lo, hi).
 func (j *normBwdJob[T]) run(w, lo, hi int) {
 	d := j.d
-	g := j.b.pool.scratch[w].accBuf(0, d)
+	ws := &j.b.pool.scratch[w]
+	g, nh := ws.accBuf(0, d), ws.accBuf(1, d)
 	for r := lo; r < hi; r++ {
 		x := j.x[r*d : (r+1)*d]
 		dy := j.dout[r*d : (r+1)*d]
@@ -157,28 +149,49 @@ func (j *normBwdJob[T]) run(w, lo, hi int) {
 			grp := r / j.rowsPerGroup
 			sc = j.scale[grp*d : (grp+1)*d]
 		}
-		var sg, sgn float64
-		for c := range d {
-			gc := float64(dy[c])
-			if sc != nil {
-				gc *= 1 + float64(sc[c])
-			}
-			if j.weight != nil {
-				gc *= float64(j.weight[c])
-			}
-			g[c] = gc
-			sg += gc
-			sgn += gc * j.nhat(r, x[c])
+		mean, rstd := 0.0, float64(j.rstd[r])
+		if !j.rms {
+			mean = float64(j.mean[r])
 		}
-		mg, mgn := sg/float64(d), sgn/float64(d)
+		// g = DOut·(1+Scale)·Weight and n̂ = (x − mean)·rstd, then Σg and Σg·n̂ in four
+		// interleaved float64 accumulators (see reduce.go).
+		if sc != nil && j.weight == nil { // adaLN (MD4)
+			normBwdPrep(g, nh, dy, x, sc, mean, rstd)
+		} else {
+			for c := range d {
+				gc := float64(dy[c])
+				if sc != nil {
+					gc *= 1 + float64(sc[c])
+				}
+				if j.weight != nil {
+					gc *= float64(j.weight[c])
+				}
+				g[c] = gc
+				nh[c] = (float64(x[c]) - mean) * rstd
+			}
+		}
+		var s0, s1, s2, s3, t0, t1, t2, t3 float64
+		c := 0
+		for ; c+4 <= d; c += 4 {
+			s0 += g[c]
+			s1 += g[c+1]
+			s2 += g[c+2]
+			s3 += g[c+3]
+			t0 += g[c] * nh[c]
+			t1 += g[c+1] * nh[c+1]
+			t2 += g[c+2] * nh[c+2]
+			t3 += g[c+3] * nh[c+3]
+		}
+		for ; c < d; c++ {
+			s0 += g[c]
+			t0 += g[c] * nh[c]
+		}
+		mg := ((s0 + s1) + (s2 + s3)) / float64(d)
+		mgn := ((t0 + t1) + (t2 + t3)) / float64(d)
 		if j.rms {
 			mg = 0
 		}
-		rstd := float64(j.rstd[r])
-		dx := j.dx[r*d : (r+1)*d]
-		for c := range d {
-			dx[c] = T(rstd * (g[c] - mg - j.nhat(r, x[c])*mgn))
-		}
+		normBwdDX(j.dx[r*d:(r+1)*d], g, nh, rstd, mg, mgn)
 	}
 }
 
@@ -195,13 +208,18 @@ func (j normBwdCols[T]) run(w, lo, hi int) {
 		c0 := cb * normColBlock
 		c1 := min(c0+normColBlock, d)
 		clear(acc)
+		sShift, sScale := sShift[:c1-c0], sScale[:c1-c0]
 		for r := grp * j.rowsPerGroup; r < (grp+1)*j.rowsPerGroup; r++ {
-			x := j.x[r*d : (r+1)*d]
-			dy := j.dout[r*d : (r+1)*d]
-			for c := c0; c < c1; c++ {
-				dyc := float64(dy[c])
-				sShift[c-c0] += dyc
-				sScale[c-c0] += dyc * j.nhat(r, x[c])
+			mean, rstd := 0.0, float64(j.rstd[r])
+			if !j.rms {
+				mean = float64(j.mean[r])
+			}
+			x := j.x[r*d+c0 : r*d+c1]
+			dy := j.dout[r*d+c0 : r*d+c1]
+			for c, v := range dy {
+				dyc := float64(v)
+				sShift[c] += dyc
+				sScale[c] += dyc * ((float64(x[c]) - mean) * rstd)
 			}
 		}
 		for c := c0; c < c1; c++ {

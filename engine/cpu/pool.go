@@ -179,6 +179,9 @@ const (
 	jobAdamW
 	jobSumSq
 	jobRows
+	jobGenCE
+	jobGenCECols
+	jobGemm
 	numJobSlots
 )
 
