@@ -42,3 +42,6 @@ func (notImplemented) SumSquares(*ops.SumSquaresParams) error { return unsupport
 func (notImplemented) Axpy(*ops.AxpyParams) error             { return unsupported(ops.OpAxpy) }
 func (notImplemented) Convert(*ops.ConvertParams) error       { return unsupported(ops.OpConvert) }
 func (notImplemented) TimeEmbed(*ops.TimeEmbedParams) error   { return unsupported(ops.OpTimeEmbed) }
+func (notImplemented) GenMaskedCE(*ops.GenMaskedCEParams) error {
+	return unsupported(ops.OpGenMaskedCE)
+}

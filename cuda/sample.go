@@ -26,7 +26,8 @@ const (
 	sampleCommitMaxBlocks = 65535              // SAMPLE_COMMIT_MAX_BLOCKS
 	sampleFlagRows        = 0                  // SAMPLE_FLAG_ROWS
 	sampleFlagLogits      = 1                  // SAMPLE_FLAG_LOGITS
-	sampleFlags           = 2
+	sampleFlagClass       = 2                  // SAMPLE_FLAG_CLASS
+	sampleFlags           = 3
 )
 
 // sampleThreadsFor is the block size of sample_step for vocabulary v (kernels/sample.cu launch
@@ -74,7 +75,7 @@ func (b *Backend) SampleStep(p *ops.SampleParams) error {
 	if r > math.MaxInt32 || npos > math.MaxInt32 {
 		return ops.Unsupported(op, b.Name(), fmt.Sprintf("%d rows over %d positions: both must be < 2^31", r, npos))
 	}
-	ptrs, err := b.ptrs(p.Out, p.Z, p.Logits, p.Rows)
+	ptrs, err := b.ptrs(p.Out, p.Z, p.Logits, p.Rows, p.ClassUnmask)
 	if err != nil {
 		return err
 	}
@@ -100,7 +101,7 @@ func (b *Backend) SampleStep(p *ops.SampleParams) error {
 	if r > 0 {
 		if err := b.dev.Launch(kernel, D1(r), D1(threads), smem,
 			Args(tokens, stamp, flags, ptrs[1], ptrs[2], ptrs[3], v, npos, p.PUnmask, p.TopP,
-				int32(p.Mode), p.MaskID, p.Seed, p.Step, p.IndexOffset)...); err != nil {
+				int32(p.Mode), p.MaskID, p.Seed, p.Step, p.IndexOffset, ptrs[4])...); err != nil {
 			return err
 		}
 	}
@@ -116,6 +117,13 @@ func (b *Backend) SampleStep(p *ops.SampleParams) error {
 	}
 	if slots[sampleFlagRows] != flagNone {
 		return b.sampleRowsError(p)
+	}
+	if k := slots[sampleFlagClass]; k != flagNone {
+		q, err := b.readF64(p.ClassUnmask, k)
+		if err != nil {
+			return err
+		}
+		return ops.Errorf(op, "ClassUnmask", ops.ErrValue, "probability %v of token %d is not in [0, 1]", q, k)
 	}
 	if i := slots[sampleFlagLogits]; i != flagNone {
 		pos, err := b.readI32(p.Rows, i)

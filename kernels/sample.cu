@@ -7,6 +7,10 @@
 //   jax    : float32 Gumbel-max over [log(pu·μ_j) + g_j, log(1 − pu) + g_V], u_j = U32JAX(TOKEN,
 //            pos·(V+1) + j); index V = stay masked (biased on purpose: reproduces the paper's code).
 //   argmax : first index of the largest logit.
+//   exact with class_unmask (GenMD4, ops.SampleParams.ClassUnmask; q = class_unmask [V] F64): the token j
+//            is drawn first (inverse CDF at u2, as above), then the position takes j iff u1 < q[j] and
+//            stays masked otherwise: P(j) = μ_j·q_j, P(mask) = Σ_j μ_j·(1 − q_j) (md4.md §4 reverse step).
+//            Values of q outside [0, 1] (or NaN) are an error (flags[2] = 0, found by block 0).
 // Reference algorithm: engine/cpu/sample.go; every float64 sum below is computed in exactly its
 // order — sequentially within chunks of SAMPLE_CHUNK = 256 (= ops.SampleCDFChunk), then sequentially
 // over the chunk sums — so that draws are bit-identical to the CPU. One thread owns a chunk (threads
@@ -32,9 +36,10 @@
 // reductions are over integer keys (exact and order-free); the only atomics are integer (atomicCAS on
 // stamp, atomicMin on flags). The result does not depend on the block size or the thread order.
 // Errors (the CPU's, reported by the launcher): a row out of range, repeated or not masked
-// (flags[0] = smallest such i; the launcher re-derives the CPU's message on the host), or a row whose
-// logits contain NaN/+Inf or only −Inf where they are read (flags[1] = smallest i). On any error
-// sample_commit_i32 writes nothing, so Out is unchanged, as on the CPU.
+// (flags[0] = smallest such i; the launcher re-derives the CPU's message on the host), a row whose
+// logits contain NaN/+Inf or only −Inf where they are read (flags[1] = smallest i), or a class_unmask
+// value outside [0, 1] (flags[2] = smallest such token). On any error sample_commit_i32 writes nothing,
+// so Out is unchanged, as on the CPU.
 //
 // Launch contract (mirrored in cuda/sample.go):
 //   sample_step_{f32,bf16}: grid (R), block (T) with T a multiple of 32 in [32, SAMPLE_THREADS = 256]
@@ -54,6 +59,7 @@
 #define SAMPLE_FLAG_NONE 0x7F7F7F7F7F7F7F7FLL
 #define SAMPLE_FLAG_ROWS 0    // a row out of range, repeated, or not masked
 #define SAMPLE_FLAG_LOGITS 1  // non-finite logits
+#define SAMPLE_FLAG_CLASS 2   // a class_unmask probability outside [0, 1]
 #define SAMPLE_MODE_EXACT 1   // ops.SampleExact
 #define SAMPLE_MODE_JAX 2     // ops.SampleJAXCompat
 #define SAMPLE_MODE_ARGMAX 3  // ops.SampleArgmax
@@ -183,11 +189,19 @@ __device__ __forceinline__ void sample_step(int* __restrict__ tokens, int* __res
                                             const int* __restrict__ z, const T* __restrict__ logits,
                                             const int* __restrict__ rows, long long V, long long npos, double punmask,
                                             double topp, int mode, int mask_id, unsigned long long seed,
-                                            unsigned long long step, unsigned long long index_offset) {
+                                            unsigned long long step, unsigned long long index_offset,
+                                            const double* __restrict__ class_unmask) {
     __shared__ Shared sh;
     DYNAMIC_SMEM(double, csum);  // [ceil(V / SAMPLE_CHUNK)] chunk sums
     const long long i = blockIdx.x;
     const T* row = logits + i * V;
+    if (mode != SAMPLE_MODE_EXACT) class_unmask = nullptr;  // argmax ignores it (jax is refused by Validate)
+    if (class_unmask != nullptr && i == 0) {
+        for (long long j = threadIdx.x; j < V; j += blockDim.x) {
+            const double q = class_unmask[j];
+            if (!(q >= 0.0 && q <= 1.0)) atomicMin(&flags[SAMPLE_FLAG_CLASS], j);
+        }
+    }
 
     // Structure: the row must name an in-range, masked position that no other row names. Every
     // thread reads the same values, so bad_row (and the early return) is block-uniform.
@@ -220,7 +234,7 @@ __device__ __forceinline__ void sample_step(int* __restrict__ tokens, int* __res
         return;
     }
 
-    if (mode == SAMPLE_MODE_EXACT) {
+    if (mode == SAMPLE_MODE_EXACT && class_unmask == nullptr) {
         const double u1 = philox_uniform64(seed, step, PHILOX_PURPOSE_SAMPLE_UNMASK, pos);
         if (!(u1 < punmask)) {  // stays masked; the logits are not read (as on the CPU)
             if (threadIdx.x == 0) tokens[i] = mask_id;
@@ -276,7 +290,13 @@ __device__ __forceinline__ void sample_step(int* __restrict__ tokens, int* __res
     if (mode == SAMPLE_MODE_EXACT) {
         if (threadIdx.x == 0) {
             const double u2 = philox_uniform64(seed, step, PHILOX_PURPOSE_SAMPLE_TOKEN, pos);
-            tokens[i] = (int)inverse_cdf(e, u2, total, csum, V);
+            const long long tok = inverse_cdf(e, u2, total, csum, V);
+            bool take = true;
+            if (class_unmask != nullptr) {  // GenMD4: unmask with the drawn token's probability
+                const double u1 = philox_uniform64(seed, step, PHILOX_PURPOSE_SAMPLE_UNMASK, pos);
+                take = u1 < class_unmask[tok];
+            }
+            tokens[i] = take ? (int)tok : mask_id;
         }
         return;
     }
@@ -310,18 +330,19 @@ KERNEL void __launch_bounds__(SAMPLE_THREADS)
     sample_step_f32(int* __restrict__ tokens, int* __restrict__ stamp, long long* __restrict__ flags,
                     const int* __restrict__ z, const float* __restrict__ logits, const int* __restrict__ rows, long long V,
                     long long npos, double punmask, double topp, int mode, int mask_id, unsigned long long seed,
-                    unsigned long long step, unsigned long long index_offset) {
+                    unsigned long long step, unsigned long long index_offset, const double* __restrict__ class_unmask) {
     sample_detail::sample_step(tokens, stamp, flags, z, logits, rows, V, npos, punmask, topp, mode, mask_id, seed, step,
-                               index_offset);
+                               index_offset, class_unmask);
 }
 
 KERNEL void __launch_bounds__(SAMPLE_THREADS)
     sample_step_bf16(int* __restrict__ tokens, int* __restrict__ stamp, long long* __restrict__ flags,
                      const int* __restrict__ z, const __nv_bfloat16* __restrict__ logits, const int* __restrict__ rows,
                      long long V, long long npos, double punmask, double topp, int mode, int mask_id,
-                     unsigned long long seed, unsigned long long step, unsigned long long index_offset) {
+                     unsigned long long seed, unsigned long long step, unsigned long long index_offset,
+                     const double* __restrict__ class_unmask) {
     sample_detail::sample_step(tokens, stamp, flags, z, logits, rows, V, npos, punmask, topp, mode, mask_id, seed, step,
-                               index_offset);
+                               index_offset, class_unmask);
 }
 
 // Out[k] = the draw of the row that claimed position k (stamp[k] = row + 1), else Z[k]; nothing is
@@ -329,7 +350,9 @@ KERNEL void __launch_bounds__(SAMPLE_THREADS)
 KERNEL void __launch_bounds__(SAMPLE_COMMIT_THREADS)
     sample_commit_i32(int* out, const int* z, const int* __restrict__ stamp, const int* __restrict__ tokens,
                       const long long* __restrict__ flags, long long npos) {
-    if (flags[SAMPLE_FLAG_ROWS] != SAMPLE_FLAG_NONE || flags[SAMPLE_FLAG_LOGITS] != SAMPLE_FLAG_NONE) return;
+    if (flags[SAMPLE_FLAG_ROWS] != SAMPLE_FLAG_NONE || flags[SAMPLE_FLAG_LOGITS] != SAMPLE_FLAG_NONE ||
+        flags[SAMPLE_FLAG_CLASS] != SAMPLE_FLAG_NONE)
+        return;
     for (long long k = (long long)blockIdx.x * blockDim.x + threadIdx.x; k < npos; k += (long long)gridDim.x * blockDim.x) {
         const int s = stamp[k];
         out[k] = s != 0 ? tokens[s - 1] : z[k];

@@ -36,6 +36,7 @@ type Backend struct {
 	partials []float64 // SumSquares chunk partials
 	tokens   []int32   // SampleStep draws before they are committed
 	rowErr   []int32   // SampleStep per-row failure codes
+	genStats []float64 // GenMaskedCE per-row statistics between its passes
 	rope     ropeTable
 	conv     convJob
 	mask     maskJob
@@ -72,9 +73,16 @@ func New(opts ...Option) *Backend {
 	return b
 }
 
-// BLAS names the library behind MatMul: "gonum" (the default, pure Go) or "openblas"
-// (builds with the openblas and cgo tags).
-func (b *Backend) BLAS() string { return blasName }
+// BLAS names the GEMM behind MatMul: "go-avx2" (the default pure-Go build on CPUs with
+// AVX2 and FMA: float32 products through the assembly micro-kernel of sgemm.go, float64
+// through gonum), "gonum" (the pure-Go build elsewhere) or "openblas" (builds with the
+// openblas and cgo tags).
+func (b *Backend) BLAS() string {
+	if blasName == "gonum" && vecF32[float32]() {
+		return "go-avx2"
+	}
+	return blasName
+}
 
 // Workers returns the number of goroutines that compute ops.
 func (b *Backend) Workers() int { return b.pool.n }
@@ -93,7 +101,7 @@ func (b *Backend) Sync() error { return nil }
 
 // Supports reports F32 and F64 for every op, and BF16 for Convert only.
 func (b *Backend) Supports(op ops.Op, dt ops.DType) bool {
-	if op < ops.OpMatMul || op > ops.OpTimeEmbed {
+	if op < ops.OpMatMul || op > ops.OpGenMaskedCE {
 		return false
 	}
 	switch dt {

@@ -43,7 +43,8 @@ type sampleJob[T float] struct {
 	maskID  int32
 	seed    uint64
 	step    uint64
-	offset  uint64 // IndexOffset
+	offset  uint64    // IndexOffset
+	classQ  []float64 // ClassUnmask (GenMD4), or nil
 }
 
 func (j *sampleJob[T]) run(w, lo, hi int) {
@@ -80,6 +81,9 @@ func (j *sampleJob[T]) draw(ws *wscratch, i int) (tok int32, ok bool) {
 		}
 		return int32(best), true
 	case ops.SampleExact:
+		if j.classQ != nil {
+			break // GenMD4: the unmask decision depends on the drawn token (below)
+		}
 		u1 := rng.Uniform64(j.seed, j.step, rng.PurposeSampleUnmask, pos)
 		if !(u1 < j.pUnmask) {
 			return j.maskID, true
@@ -108,7 +112,15 @@ func (j *sampleJob[T]) draw(ws *wscratch, i int) (tok int32, ok bool) {
 	}
 	if j.mode == ops.SampleExact {
 		u2 := rng.Uniform64(j.seed, j.step, rng.PurposeSampleToken, pos)
-		return int32(inverseCDF(e, u2)), true
+		tok := inverseCDF(e, u2)
+		if j.classQ != nil {
+			// GenMD4 (ops.SampleParams.ClassUnmask): token tok with probability
+			// μ_tok·q_tok, else stay masked.
+			if u1 := rng.Uniform64(j.seed, j.step, rng.PurposeSampleUnmask, pos); !(u1 < j.classQ[tok]) {
+				return j.maskID, true
+			}
+		}
+		return int32(tok), true
 	}
 	return j.gumbel(e, pos, ws), true
 }
@@ -248,8 +260,12 @@ func sampleStep[T float](b *Backend, p *ops.SampleParams) error {
 	out, e2 := i32(op, "Out", p.Out)
 	logits, e3 := fl[T](op, "Logits", p.Logits)
 	rowsIdx, e4 := i32(op, "Rows", p.Rows)
-	if err := errs(e1, e2, e3, e4); err != nil {
+	classQ, e5 := f64(op, "ClassUnmask", p.ClassUnmask)
+	if err := errs(e1, e2, e3, e4, e5); err != nil {
 		return err
+	}
+	if p.Mode != ops.SampleExact {
+		classQ = nil // argmax ignores it (jax-compat is refused by Validate)
 	}
 	if err := b.checkDistinct(op, "Rows", rowsIdx, len(z)); err != nil {
 		return err
@@ -262,13 +278,20 @@ func sampleStep[T float](b *Backend, p *ops.SampleParams) error {
 		}
 	}
 	n := len(rowsIdx)
+	if n > 0 {
+		for k, q := range classQ {
+			if !(q >= 0 && q <= 1) {
+				return ops.Errorf(op, "ClassUnmask", ops.ErrValue, "probability %v of token %d is not in [0, 1]", q, k)
+			}
+		}
+	}
 	if cap(b.tokens) < n {
 		b.tokens = make([]int32, n)
 		b.rowErr = make([]int32, n)
 	}
 	j := getJob[sampleJob[T]](b, jobSample, dtIndex[T]())
 	*j = sampleJob[T]{b: b, logits: logits, rows: rowsIdx, tokens: b.tokens[:n], rowErr: b.rowErr[:n],
-		v: p.Logits.Dim(1), mode: p.Mode, pUnmask: p.PUnmask, topP: p.TopP, maskID: p.MaskID, seed: p.Seed, step: p.Step, offset: p.IndexOffset}
+		v: p.Logits.Dim(1), mode: p.Mode, pUnmask: p.PUnmask, topP: p.TopP, maskID: p.MaskID, seed: p.Seed, step: p.Step, offset: p.IndexOffset, classQ: classQ}
 	b.pool.run(j, n, b.grainFor(8*p.Logits.Dim(1)))
 	*j = sampleJob[T]{}
 	for i, code := range b.rowErr[:n] {

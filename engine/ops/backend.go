@@ -60,6 +60,7 @@ type Ops interface {
 	Axpy(p *AxpyParams) error
 	Convert(p *ConvertParams) error
 	TimeEmbed(p *TimeEmbedParams) error
+	GenMaskedCE(p *GenMaskedCEParams) error
 }
 
 // Backend is a Device plus its Ops. Model and training code see only this interface.
@@ -121,6 +122,7 @@ const (
 	OpAxpy
 	OpConvert
 	OpTimeEmbed
+	OpGenMaskedCE
 	opEnd
 )
 
@@ -132,7 +134,7 @@ var opNames = [...]string{
 	OpGateResidualBwd: "GateResidualBwd", OpCopyCols: "CopyCols", OpGatherRows: "GatherRows",
 	OpScatterRows: "ScatterRows", OpMaskedCE: "MaskedCE", OpMaskTokens: "MaskTokens",
 	OpSampleStep: "SampleStep", OpAdamW: "AdamW", OpSumSquares: "SumSquares", OpAxpy: "Axpy",
-	OpConvert: "Convert", OpTimeEmbed: "TimeEmbed",
+	OpConvert: "Convert", OpTimeEmbed: "TimeEmbed", OpGenMaskedCE: "GenMaskedCE",
 }
 
 // String returns the op's name, which is also its Ops method name.

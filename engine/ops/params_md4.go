@@ -139,6 +139,17 @@ const SampleCDFChunk = 256
 // non-negative float32 found greedily over bits 30..0 of its bit pattern (a bit is kept
 // when the mass Σ_{μ_j ≥ τ} μ_j, summed in float64 in SampleCDFChunk order, is ≥ TopP),
 // so the most probable token always survives.
+//
+// ClassUnmask [V] F64 (optional, SampleExact only) is GenMD4's per-token reverse step
+// (md4.md §4; package sample derives it): with per-class stay factors r_j = (s/t)^{w_j}, a
+// masked position goes to token j with probability μ_j·(1 − r_j) and stays masked with
+// probability Σ_j μ_j·r_j, a categorical over V+1 outcomes. ClassUnmask[j] = 1 − r_j ∈ [0, 1]
+// (computed as −expm1(w_j·ln(s/t)) on the host, without cancellation) replaces PUnmask,
+// which is then not used. The draw is exact in float64 and takes the same two uniforms in
+// the other order: j is the inverse CDF of softmax(logits) (after top-p) at u2 exactly as
+// for SampleExact, then the position takes j iff u1 < ClassUnmask[j] and stays masked
+// otherwise, so P(j) = μ_j·(1 − r_j) and P(mask) = Σ_j μ_j·r_j. The vocabulary is read for
+// every listed row.
 type SampleParams struct {
 	Out, Z  *Tensor // [B, L] I32
 	Logits  *Tensor // [R, V]
@@ -151,6 +162,8 @@ type SampleParams struct {
 	Step    uint64
 	// IndexOffset is added to the flat position in the Philox index (see above).
 	IndexOffset uint64
+	// ClassUnmask [V] F64, optional: GenMD4's per-token unmask probabilities (see above).
+	ClassUnmask *Tensor
 }
 
 // Validate checks shapes, the mode and the probability parameters.
@@ -164,6 +177,10 @@ func (p *SampleParams) Validate() error {
 		c.need("Out", p.Out, sI32, p.Z.Shape()...)
 		c.need("Rows", p.Rows, sI32, p.Logits.Dim(0))
 		c.that(int(p.MaskID) == p.Logits.Dim(1), "MaskID", "MaskID %d must equal the vocabulary size %d", p.MaskID, p.Logits.Dim(1))
+		if p.ClassUnmask != nil {
+			c.that(p.Mode != SampleJAXCompat, "ClassUnmask", "GenMD4's per-class unmask probabilities need the exact (or argmax) mode, not %v", p.Mode)
+			c.need("ClassUnmask", p.ClassUnmask, sF64, p.Logits.Dim(1))
+		}
 	}
 	return c.err
 }

@@ -55,15 +55,16 @@ type Purpose uint8
 
 // Random streams used by mdm-gpu.
 const (
-	PurposeTime         Purpose = 1 // antithetic time offset u per step (index = 0) or i.i.d. times (index = b)
-	PurposeMask         Purpose = 2 // forward masking q(x_t|x_0): index = b*L + l
-	PurposeData         Purpose = 3 // training window offsets: index = b
-	PurposeSampleUnmask Purpose = 4 // ancestral sampler: unmask decision, index = b*L + l
-	PurposeSampleToken  Purpose = 5 // ancestral sampler: token draw, index = b*L + l
-	PurposeMask2        Purpose = 6 // GenMD4 second (RLOO) mask sample: index = b*L + l
-	PurposeInit         Purpose = 7 // parameter initialisation: step = tensor id, index = element
-	PurposeDropout      Purpose = 8 // dropout masks
-	PurposeEvalTime     Purpose = 9 // evaluation time samples
+	PurposeTime         Purpose = 1  // antithetic time offset u per step (index = 0) or i.i.d. times (index = b)
+	PurposeMask         Purpose = 2  // forward masking q(x_t|x_0): index = b*L + l
+	PurposeData         Purpose = 3  // training window offsets: index = b
+	PurposeSampleUnmask Purpose = 4  // ancestral sampler: unmask decision, index = b*L + l
+	PurposeSampleToken  Purpose = 5  // ancestral sampler: token draw, index = b*L + l
+	PurposeMask2        Purpose = 6  // GenMD4 second (RLOO) mask sample: index = b*L + l
+	PurposeInit         Purpose = 7  // parameter initialisation: step = tensor id, index = element
+	PurposeDropout      Purpose = 8  // dropout masks
+	PurposeEvalTime     Purpose = 9  // evaluation time samples
+	PurposeSampleEvent  Purpose = 10 // first-hitting sampler: next event time and position, step = event, index = b*L
 )
 
 // Words returns the four Philox output words at address (seed, step, purpose, index).

@@ -260,6 +260,9 @@ func (c *Backend) SampleStep(p *ops.SampleParams) error {
 					r, index(p.Rows.Shape(), k), z[r], p.MaskID)
 			}
 		}
+		if p.ClassUnmask != nil {
+			s.prob("ClassUnmask", p.ClassUnmask, "a per-class unmask probability")
+		}
 		v := s.floats("Logits", p.Logits)
 		cols := p.Logits.Dim(1)
 		for i := 0; v != nil && i < p.Logits.Dim(0) && s.err == nil; i++ {
@@ -333,4 +336,30 @@ func (c *Backend) Convert(p *ops.ConvertParams) error {
 func (c *Backend) TimeEmbed(p *ops.TimeEmbedParams) error {
 	return c.run(ops.OpTimeEmbed, p, func(s *scan) { s.prob("T", p.T, "a time") },
 		func() error { return c.Backend.TimeEmbed(p) }, func(s *scan) { s.finite("Out", p.Out) })
+}
+
+// GenMaskedCE checks Logits, Scales, Powers (finite and > 0), the accumulator DPowers and
+// that Targets are in [0, V), and runs the op.
+func (c *Backend) GenMaskedCE(p *ops.GenMaskedCEParams) error {
+	return c.run(ops.OpGenMaskedCE, p, func(s *scan) {
+		s.finite("Logits", p.Logits)
+		s.finite("Scales", p.Scales)
+		for k, x := range s.floats("Powers", p.Powers) {
+			if math.IsNaN(x) || math.IsInf(x, 0) {
+				s.nonFinite("Powers", p.Powers, k, x)
+				break
+			}
+			if !(x > 0) {
+				s.fail("Powers", ops.ErrValue, "%s at %s is not a schedule power > 0", val(p.Powers, x), index(p.Powers.Shape(), k))
+				break
+			}
+		}
+		s.finite("DPowers", p.DPowers)
+		v := p.Logits.Dim(1)
+		s.inRange("Targets", p.Targets, 0, v, fmt.Sprintf(" (V = %d; a target is never the mask id or a padding column)", v))
+	}, func() error { return c.Backend.GenMaskedCE(p) }, func(s *scan) {
+		s.finite("Loss", p.Loss)
+		s.finite("DLogits", p.DLogits)
+		s.finite("DPowers", p.DPowers)
+	})
 }

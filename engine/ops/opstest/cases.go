@@ -26,6 +26,7 @@ func Cases() []Case {
 	cs = append(cs, optimCases()...)
 	cs = append(cs, convertCases()...)
 	cs = append(cs, timeEmbedCases()...)
+	cs = append(cs, genMaskedCECases()...)
 	for i := range cs {
 		cs[i].finish()
 	}

@@ -163,6 +163,7 @@ type sampleSpec struct {
 	inplace    bool // Out = Z
 	ties       bool // integer logits: many ties for argmax
 	noneMasked bool // R = 0
+	class      bool // GenMD4 per-class unmask probabilities (ClassUnmask)
 	size       Size
 }
 
@@ -178,6 +179,10 @@ func sampleCases() []Case {
 		{b: 1, l: 7, v: 27, mode: ops.SampleExact, punmask: 0.5, noneMasked: true},
 		{b: 1, l: 64, v: 50257, mode: ops.SampleExact, punmask: 0.5, size: Large},
 		{b: 1, l: 64, v: 50257, mode: ops.SampleExact, punmask: 1, topP: 0.95, size: Large},
+		{b: 2, l: 97, v: 27, mode: ops.SampleExact, class: true}, // GenMD4 reverse step
+		{b: 3, l: 33, v: 256, mode: ops.SampleExact, topP: 0.9, subset: true, class: true},
+		{b: 1, l: 33, v: 27, mode: ops.SampleArgmax, class: true, ties: true}, // argmax ignores ClassUnmask
+		{b: 1, l: 64, v: 50257, mode: ops.SampleExact, class: true, size: Large},
 	} {
 		for _, dt := range fdts {
 			cs = append(cs, sampleCase(s, dt))
@@ -218,6 +223,9 @@ func sampleCase(s sampleSpec, dt ops.DType) Case {
 	if s.inplace {
 		args = []arg{a("Z", kI32, inout, s.b, s.l), a("Logits", kFloat, in, r, s.v), a("Rows", kI32, in, r)}
 	}
+	if s.class {
+		args = append(args, a("ClassUnmask", kF64, in, s.v))
+	}
 	c := mk(ops.OpSampleStep, dt, s.size, int64(4*r*s.v), args,
 		func(g *gen, d data) {
 			d.i["Z"], d.i["Rows"] = z, rows
@@ -232,10 +240,15 @@ func sampleCase(s sampleSpec, dt ops.DType) Case {
 			} else {
 				d.f["Logits"] = g.normal(r*s.v, 0, 2)
 			}
+			if s.class {
+				q := g.uniform(s.v, 0, 1)
+				q[0], q[s.v-1] = 0, 1 // never / always unmasks
+				d.f["ClassUnmask"] = q
+			}
 		},
 		func(o ops.Ops, t tensors) error {
 			p := &ops.SampleParams{Out: t["Out"], Z: t["Z"], Logits: t["Logits"], Rows: t["Rows"], PUnmask: s.punmask, TopP: s.topP,
-				Mode: s.mode, MaskID: int32(s.v), Seed: caseSeed, Step: caseStep}
+				Mode: s.mode, MaskID: int32(s.v), Seed: caseSeed, Step: caseStep, ClassUnmask: t["ClassUnmask"]}
 			if s.inplace {
 				p.Out = p.Z
 			}
@@ -261,6 +274,9 @@ func sampleName(s sampleSpec, dt ops.DType) string {
 	}
 	if s.inplace {
 		kv = append(kv, "inplace", "yes")
+	}
+	if s.class {
+		kv = append(kv, "class", "yes")
 	}
 	return name(ops.OpSampleStep, append(kv, "dt", dt)...)
 }

@@ -234,3 +234,6 @@ func (n *Null) Convert(p *ops.ConvertParams) error { return n.do(ops.OpConvert, 
 
 // TimeEmbed validates p and does nothing.
 func (n *Null) TimeEmbed(p *ops.TimeEmbedParams) error { return n.do(ops.OpTimeEmbed, p) }
+
+// GenMaskedCE validates p and does nothing.
+func (n *Null) GenMaskedCE(p *ops.GenMaskedCEParams) error { return n.do(ops.OpGenMaskedCE, p) }

@@ -102,3 +102,6 @@ func (w *intercept) Convert(p *ops.ConvertParams) error {
 func (w *intercept) TimeEmbed(p *ops.TimeEmbedParams) error {
 	return w.hook(ops.OpTimeEmbed, p, func() error { return w.Backend.TimeEmbed(p) })
 }
+func (w *intercept) GenMaskedCE(p *ops.GenMaskedCEParams) error {
+	return w.hook(ops.OpGenMaskedCE, p, func() error { return w.Backend.GenMaskedCE(p) })
+}

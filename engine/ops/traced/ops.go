@@ -136,3 +136,8 @@ func (t *Backend) Convert(p *ops.ConvertParams) error {
 func (t *Backend) TimeEmbed(p *ops.TimeEmbedParams) error {
 	return t.do(ops.OpTimeEmbed, p, func() error { return t.Backend.TimeEmbed(p) })
 }
+
+// GenMaskedCE traces the wrapped backend's GenMaskedCE.
+func (t *Backend) GenMaskedCE(p *ops.GenMaskedCEParams) error {
+	return t.do(ops.OpGenMaskedCE, p, func() error { return t.Backend.GenMaskedCE(p) })
+}
