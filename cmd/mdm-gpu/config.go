@@ -53,6 +53,7 @@ type RunConfig struct {
 	Schedule    string  `toml:"schedule" json:"schedule" help:"masking schedule: linear (MD4), cosine, poly<k> (e.g. poly2), geometric"`
 	ScheduleEps float64 `toml:"schedule-eps" json:"schedule_eps" help:"endpoint shift ε of the md4 code: α ∈ [ε, 1−ε]"`
 	Antithetic  bool    `toml:"antithetic" json:"antithetic" help:"stratified (antithetic) times t_b = (u + b/B) mod 1 across the batch"`
+	GenMD4      bool    `toml:"genmd4" json:"genmd4" help:"train GenMD4 (md4.md §4): a learned schedule power per token (schedule.w_raw), two masks per sequence and the RLOO gradient; --schedule is not used"`
 
 	// Optimisation (md4.md §6.3).
 	Steps         int     `toml:"steps" json:"steps" help:"total training steps (the cosine schedule ends here)"`
@@ -81,7 +82,8 @@ type RunConfig struct {
 	Out       string `toml:"out" json:"out" help:"run directory: checkpoint.safetensors and loss.png go here" resume:"free"`
 	CkptEvery int    `toml:"ckpt-every" json:"ckpt_every" help:"save a checkpoint every N steps (and always at the end); 0 = only at the end" resume:"free"`
 	LogEvery  int    `toml:"log-every" json:"log_every" help:"log a training line every N steps" resume:"free"`
-	Device    string `toml:"device" json:"device" help:"backend: cpu (sim and cuda come in later issues)" resume:"free"`
+	Device    string `toml:"device" json:"device" help:"backend: auto (a GPU if present, else the CPU), cpu, sim (the CUDA kernels on the CPU simulator), cuda, cuda:N" resume:"free"`
+	Precision string `toml:"precision" json:"precision" help:"auto (bf16 mixed precision on cuda, f32 elsewhere), f32, or bf16 (bf16 activations, fp32 master weights; GPU-side backends only)" resume:"free"`
 	Threads   int    `toml:"threads" json:"threads" help:"CPU worker goroutines; 0 = all cores (results do not depend on it)" resume:"free"`
 }
 
@@ -304,7 +306,10 @@ func (c *RunConfig) Validate() error {
 	default:
 		return bad("data-format", fmt.Sprintf("%q", c.DataFormat), "is not one of auto, text, jsonl, brown")
 	}
-	return checkDevice(c.Device)
+	if err := checkDevice(c.Device); err != nil {
+		return err
+	}
+	return checkPrecision(c.Precision, c.Device)
 }
 
 func largestEvenHeadCount(dim, heads int) int {
@@ -316,21 +321,10 @@ func largestEvenHeadCount(dim, heads int) int {
 	return 1
 }
 
-// checkDevice accepts "cpu" and explains that the GPU backends are not built yet.
-func checkDevice(d string) error {
-	switch d {
-	case "cpu":
-		return nil
-	case "sim", "cuda":
-		return fmt.Errorf("--device %s: not supported yet (the %s backend comes in a later issue); use --device cpu", d, d)
-	}
-	return fmt.Errorf("--device %q: unknown device; valid: cpu (sim and cuda come in later issues)", d)
-}
-
 // ModelConfig returns the network configuration for a vocabulary of v tokens.
 func (c *RunConfig) ModelConfig(v int) model.Config {
 	return model.Config{Vocab: v, SeqLen: c.SeqLen, Dim: c.Dim, Layers: c.Layers, Heads: c.Heads,
-		MLPHidden: c.MLPHidden, EmbedDim: c.EmbedDim, TimeCond: c.TimeCond, CondDim: c.CondDim}.WithDefaults()
+		MLPHidden: c.MLPHidden, EmbedDim: c.EmbedDim, TimeCond: c.TimeCond, CondDim: c.CondDim, GenMD4: c.GenMD4}.WithDefaults()
 }
 
 // JSON returns the configuration as indented JSON.
@@ -369,6 +363,8 @@ func mergeResume(stored, asked RunConfig, src configSource, path string) (RunCon
 
 // diffModelConfig names the first field in which two model configurations differ.
 func diffModelConfig(a, b model.Config) string {
+	// The compute dtype may change on resume (fp32 master weights are stored either way).
+	a.Compute, b.Compute = 0, 0
 	av, bv := reflect.ValueOf(a), reflect.ValueOf(b)
 	t := av.Type()
 	for i := range t.NumField() {

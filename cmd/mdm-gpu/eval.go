@@ -11,7 +11,6 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/mdm-gpu/mdm-gpu/engine/ckpt"
-	"github.com/mdm-gpu/mdm-gpu/engine/cpu"
 	"github.com/mdm-gpu/mdm-gpu/engine/data"
 	"github.com/mdm-gpu/mdm-gpu/engine/diffusion"
 	"github.com/mdm-gpu/mdm-gpu/engine/model"
@@ -32,6 +31,7 @@ type evalOpts struct {
 	batch      int
 	windows    int
 	device     string
+	precision  string
 	threads    int
 }
 
@@ -77,25 +77,29 @@ term) and the exact bound are printed; --bound chooses the headline. The draws a
 	fs.Uint64Var(&o.seed, "seed", 0, "seed of the times and masks (fixed: the same seed gives the same result, bit for bit)")
 	fs.IntVar(&o.batch, "batch", 32, "windows per forward pass")
 	fs.IntVar(&o.windows, "windows", 0, "evaluate at most N windows (evenly spaced); 0 = all")
-	fs.StringVar(&o.device, "device", "cpu", "backend: cpu (sim and cuda come in later issues)")
+	fs.StringVar(&o.device, "device", "auto", "backend: auto (a GPU if present, else the CPU), cpu, sim, cuda, cuda:N")
+	fs.StringVar(&o.precision, "precision", "auto", "auto (bf16 on cuda, f32 elsewhere), f32, bf16")
 	fs.IntVar(&o.threads, "threads", 0, "CPU worker goroutines; 0 = all cores")
 	return cmd
 }
 
-// loadedModel is a checkpoint's model on the CPU backend.
+// loadedModel is a checkpoint's model on a backend.
 type loadedModel struct {
 	rm    *runMeta
-	be    *cpu.Backend
+	be    *backend
 	m     *model.Model
 	sched diffusion.Schedule
 }
 
 // loadModel reads a checkpoint's metadata and weights (EMA unless noEMA) strictly.
-func loadModel(path, device string, threads int, noEMA bool) (*loadedModel, error) {
+func (a *app) loadModel(path, device, precision string, threads int, noEMA bool) (*loadedModel, error) {
 	if path == "" {
 		return nil, usagef("--checkpoint is required: give the checkpoint.safetensors written by 'mdm-gpu train'")
 	}
 	if err := checkDevice(device); err != nil {
+		return nil, &usageError{err}
+	}
+	if err := checkPrecision(precision, device); err != nil {
 		return nil, &usageError{err}
 	}
 	if threads < 0 {
@@ -123,9 +127,18 @@ func loadModel(path, device string, threads int, noEMA bool) (*loadedModel, erro
 	if err != nil {
 		return nil, fmt.Errorf("cannot load the weights: %w", err)
 	}
-	be := cpu.New(cpu.WithWorkers(threads))
-	m, err := model.New(be, rm.Model)
+	be, err := openBackend(device, threads, a.log)
 	if err != nil {
+		return nil, err
+	}
+	mc := rm.Model
+	if mc.Compute, err = computeDType(precision, be, mc.WithDefaults().HeadDim()); err != nil {
+		be.close()
+		return nil, err
+	}
+	m, err := model.New(be, mc)
+	if err != nil {
+		be.close()
 		return nil, err
 	}
 	prefix := "ema."
@@ -134,8 +147,13 @@ func loadModel(path, device string, threads int, noEMA bool) (*loadedModel, erro
 	}
 	for _, p := range m.Params {
 		if err := be.Upload(p.W, ts[prefix+p.Name].Data()); err != nil {
+			be.close()
 			return nil, fmt.Errorf("cannot load %s%s from %s: %w", prefix, p.Name, path, err)
 		}
+	}
+	if err := m.SyncHalf(); err != nil {
+		be.close()
+		return nil, err
 	}
 	return &loadedModel{rm: rm, be: be, m: m, sched: sched}, nil
 }
@@ -157,11 +175,11 @@ func (a *app) eval(cmd *cobra.Command, o evalOpts) error {
 	if err != nil {
 		return usagef("--bound %q: valid: paper-code, exact", o.bound)
 	}
-	lm, err := loadModel(o.checkpoint, o.device, o.threads, o.noEMA)
+	lm, err := a.loadModel(o.checkpoint, o.device, o.precision, o.threads, o.noEMA)
 	if err != nil {
 		return err
 	}
-	defer lm.be.Close()
+	defer lm.be.close()
 	rm := lm.rm
 	path, format, field := o.data, o.format, o.jsonlField
 	if path == "" {
@@ -204,7 +222,7 @@ func (a *app) eval(cmd *cobra.Command, o evalOpts) error {
 	es := win.EvalWindows()
 	seqs, n := selectWindows(es, o.windows)
 	est := diffusion.Estimator{Sched: lm.sched, L: L, V: rm.Model.Vocab, T: o.discrete, Bound: bound}
-	ev, err := train.NewEvaluator(lm.m, train.EvalConfig{Batch: o.batch, Samples: o.samples, Seed: o.seed, Antithetic: true, Est: est})
+	ev, err := newRunEvaluator(lm.m, train.EvalConfig{Batch: o.batch, Samples: o.samples, Seed: o.seed, Antithetic: true, Est: est}) // MD4 or GenMD4 (genmd4.go)
 	if err != nil {
 		return err
 	}

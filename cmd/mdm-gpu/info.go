@@ -8,6 +8,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/mdm-gpu/mdm-gpu/cuda"
 	"github.com/mdm-gpu/mdm-gpu/engine/cpu"
 )
 
@@ -50,10 +51,32 @@ func newInfoCmd(a *app) *cobra.Command {
 			fmt.Fprintf(w, "Build tags:  %s (CGO_ENABLED=%s)\n", tags, cgo)
 			fmt.Fprintf(w, "Backends:\n")
 			fmt.Fprintf(w, "  cpu   available: reference backend in pure Go, %d workers, GEMM %s\n", be.Workers(), gemm)
-			fmt.Fprintf(w, "  sim   not built yet: the CUDA kernels under the CPU simulator come in a later issue\n")
-			fmt.Fprintf(w, "  cuda  not built yet: the GPU backend comes in a later issue\n")
-			fmt.Fprintf(w, "Kernels:     none embedded in this binary (CUDA kernels come with the cuda backend)\n")
-			fmt.Fprintf(w, "Tokenizers:  text8, char, byte (GPT-2 BPE not available yet)\n")
+			var simKernels []string
+			for _, k := range cuda.NewSimDevice().Kernels() {
+				if !strings.HasPrefix(k, "selftest_") && !strings.HasSuffix(k, "_check_u32") {
+					simKernels = append(simKernels, k)
+				}
+			}
+			fmt.Fprintf(w, "  sim   available: the CUDA kernels compiled for the CPU simulator (%d kernels)\n", len(simKernels))
+			if cuda.CUDABuild {
+				if b, err := cuda.OpenBackend(cuda.DeviceSpec{Kind: "cuda"}); err != nil {
+					fmt.Fprintf(w, "  cuda  this is the CUDA build, but no GPU could be opened: %v\n", err)
+				} else {
+					p := b.Device().Props()
+					fmt.Fprintf(w, "  cuda  available: %s, compute capability %d.%d, %d SMs\n", b.Name(), p.ComputeCapability[0], p.ComputeCapability[1], p.SMs)
+					if names := b.Device().Kernels(); len(names) > 0 {
+						fmt.Fprintf(w, "Kernels:     %d embedded (fatbins: sm_90, sm_80, compute_80 PTX)\n", len(names))
+					}
+				}
+			} else {
+				reason := handOff.Reason
+				if reason == "" {
+					reason = "this is the CPU build (the mdm-gpu-cuda build drives GPUs)"
+				}
+				fmt.Fprintf(w, "  cuda  not in this binary: %s\n", reason)
+			}
+			fmt.Fprintf(w, "Simulator kernels: %s\n", strings.Join(simKernels, " "))
+			fmt.Fprintf(w, "Tokenizers:  text8, char, byte (GPT-2 BPE: see issue 7's prepare command)\n")
 			return nil
 		},
 	}

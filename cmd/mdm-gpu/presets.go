@@ -31,7 +31,7 @@ func base() RunConfig {
 		Schedule: "linear", ScheduleEps: 1e-4, Antithetic: true,
 		LRSchedule: "cosine", WeightDecay: 0.03, Beta1: 0.9, Beta2: 0.999, AdamEps: 1e-8,
 		Seed: 1, EvalBatch: 32, EvalSamples: 1, EvalSeed: 1000,
-		LogEvery: 10, Device: "cpu",
+		LogEvery: 10, Device: "auto", Precision: "auto",
 	}
 }
 

@@ -19,6 +19,7 @@ import (
 
 type sampleOpts struct {
 	checkpoint  string
+	sampler     string
 	steps       int
 	grid        string
 	seed        uint64
@@ -32,6 +33,7 @@ type sampleOpts struct {
 	placeholder string
 	json        bool
 	device      string
+	precision   string
 	threads     int
 }
 
@@ -71,6 +73,7 @@ model (pitfalls B02) and is flagged.`,
 	fs := cmd.Flags()
 	fs.SortFlags = false
 	fs.StringVar(&o.checkpoint, "checkpoint", "", "checkpoint file written by 'mdm-gpu train' (required)")
+	fs.StringVar(&o.sampler, "sampler", "ancestral", "ancestral (T steps on a time grid) or first-hitting (one network call per unmasked token, at most L; MD4 checkpoints, exact mode)")
 	fs.IntVar(&o.steps, "steps", 1000, "reverse steps T (network evaluations)")
 	fs.StringVar(&o.grid, "grid", "cosine", "time grid: cosine (MD4 default) or uniform")
 	fs.Uint64Var(&o.seed, "seed", 0, "seed of the draws (the same seed gives the same samples)")
@@ -83,7 +86,8 @@ model (pitfalls B02) and is flagged.`,
 	fs.StringVar(&o.template, "template", "", `infilling template: fixed text with placeholder characters to generate, e.g. "the ___ sat"`)
 	fs.StringVar(&o.placeholder, "placeholder", "_", "the template character that marks a position to generate")
 	fs.BoolVar(&o.json, "json", false, "print one JSON object (samples with token ids, and the report) instead of text")
-	fs.StringVar(&o.device, "device", "cpu", "backend: cpu (sim and cuda come in later issues)")
+	fs.StringVar(&o.device, "device", "auto", "backend: auto (a GPU if present, else the CPU), cpu, sim, cuda, cuda:N")
+	fs.StringVar(&o.precision, "precision", "auto", "auto (bf16 on cuda, f32 elsewhere), f32, bf16")
 	fs.IntVar(&o.threads, "threads", 0, "CPU worker goroutines; 0 = all cores")
 	return cmd
 }
@@ -213,6 +217,9 @@ func (a *app) sample(o sampleOpts) error {
 	if err != nil {
 		return usagef("--grid %q: valid: cosine, uniform", o.grid)
 	}
+	if _, err := sample.ParseSampler(o.sampler); err != nil {
+		return usagef("--sampler %q: valid: ancestral, first-hitting", o.sampler)
+	}
 	var mode ops.SampleMode
 	switch o.mode {
 	case "exact":
@@ -222,11 +229,11 @@ func (a *app) sample(o sampleOpts) error {
 	default:
 		return usagef("--mode %q: valid: exact (float64, default), jax-compat (the paper code's float32 Gumbel)", o.mode)
 	}
-	lm, err := loadModel(o.checkpoint, o.device, o.threads, o.noEMA)
+	lm, err := a.loadModel(o.checkpoint, o.device, o.precision, o.threads, o.noEMA)
 	if err != nil {
 		return err
 	}
-	defer lm.be.Close()
+	defer lm.be.close()
 	rm := lm.rm
 	L, V := rm.Model.SeqLen, rm.Model.Vocab
 	init1, fixed, err := buildInit(rm.Tok, L, o.prompt, o.template, o.placeholder)
@@ -244,14 +251,18 @@ func (a *app) sample(o sampleOpts) error {
 	a.log.Info().Str("checkpoint", o.checkpoint).Int("step", rm.Step).Str("weights", weights).Int("num", o.num).Int("batch", batch).
 		Int("steps", o.steps).Str("grid", grid.String()).Str("mode", mode.String()).Float64("top_p", o.topP).Uint64("seed", o.seed).
 		Int("L", L).Int("fixed_positions", fixed).Msg("sampling")
-	rep := sampleReport{Checkpoint: o.checkpoint, CheckpointStep: rm.Step, Weights: weights, Sampler: "ancestral", Mode: mode.String(),
+	rep := sampleReport{Checkpoint: o.checkpoint, CheckpointStep: rm.Step, Weights: weights, Sampler: o.sampler, Mode: mode.String(),
 		Grid: grid.String(), Steps: o.steps, TopP: o.topP, Seed: o.seed, SeqLen: L}
 	var all []int32
 	var generated []int32
 	bar := a.newBar(o.steps*((o.num+batch-1)/batch), "sample", "steps")
 	t0 := time.Now()
 	done := 0
-	samplers := map[int]*sample.Sampler{}
+	samplers := map[int]sample.Runner{}
+	scfg := sample.Config{Steps: o.steps, Grid: grid, Mode: mode, TopP: o.topP, Seed: o.seed, Sched: lm.sched}
+	if lm.m.GenSchedule() != nil { // a GenMD4 checkpoint samples with its learned schedule
+		scfg.Sched, scfg.GenMD4 = nil, true
+	}
 	defer func() {
 		for _, s := range samplers {
 			s.Free()
@@ -261,12 +272,12 @@ func (a *app) sample(o sampleOpts) error {
 		bn := min(batch, o.num-b0)
 		s := samplers[bn]
 		if s == nil {
-			if s, err = sample.New(lm.m, sample.Config{Steps: o.steps, Grid: grid, Mode: mode, TopP: o.topP, Seed: o.seed, Sched: lm.sched}, bn); err != nil {
+			if s, err = sample.NewRunner(o.sampler, lm.m, scfg, bn); err != nil {
 				return err
 			}
 			samplers[bn] = s
 		}
-		s.Cfg.IndexOffset = uint64(b0 * L)
+		s.SetIndexOffset(uint64(b0 * L))
 		init := make([]int32, 0, bn*L)
 		for range bn {
 			init = append(init, init1...)
@@ -327,8 +338,15 @@ func (a *app) sample(o sampleOpts) error {
 	if o.topP > 0 && o.topP < 1 {
 		topP = fmt.Sprint(o.topP)
 	}
-	fmt.Fprintf(w, "--- report: sampler ancestral | mode %s (%s) | grid %s | steps %d | NFE %d (incl. final decode; %d positions decoded by argmax at t=0) | top-p %s | seed %d | %d sample(s) × L=%d | %s weights of step %d | %.2fs\n",
-		mode, modeNote, grid, o.steps, rep.NFE, rep.FinalDecoded, topP, o.seed, o.num, L, weights, rm.Step, rep.Seconds)
+	gridNote := fmt.Sprintf("grid %s | steps %d", grid, o.steps)
+	if o.sampler == sample.NameFirstHitting {
+		gridNote = "no grid (event times drawn exactly; at most L network calls per batch)"
+	}
+	if scfg.GenMD4 {
+		gridNote += " | GenMD4 learned per-token schedule"
+	}
+	fmt.Fprintf(w, "--- report: sampler %s | mode %s (%s) | %s | NFE %d (incl. final decode; %d positions decoded by argmax at t=0) | top-p %s | seed %d | %d sample(s) × L=%d | %s weights of step %d | %.2fs\n",
+		o.sampler, mode, modeNote, gridNote, rep.NFE, rep.FinalDecoded, topP, o.seed, o.num, L, weights, rm.Step, rep.Seconds)
 	dataEnt := "unknown"
 	if !math.IsNaN(rm.DataEntropy) {
 		dataEnt = fmt.Sprintf("%.3f bits/token", rm.DataEntropy)

@@ -15,7 +15,6 @@ import (
 	"github.com/pelletier/go-toml/v2"
 	"github.com/spf13/cobra"
 
-	"github.com/mdm-gpu/mdm-gpu/engine/cpu"
 	"github.com/mdm-gpu/mdm-gpu/engine/data"
 	"github.com/mdm-gpu/mdm-gpu/engine/diffusion"
 	"github.com/mdm-gpu/mdm-gpu/engine/model"
@@ -120,8 +119,9 @@ type trainRun struct {
 	corp     *corpus
 	mc       model.Config
 	tr       *train.Trainer
-	evRaw    *train.Evaluator
-	evEMA    *train.Evaluator
+	gen      *train.GenTrainer // --genmd4 (tr is then a shim; genmd4.go)
+	evRaw    runEvaluator
+	evEMA    runEvaluator
 	evalSeqs []int32
 	evalDesc string
 	hist     history
@@ -204,8 +204,14 @@ func (a *app) train(ctx context.Context, cfg RunConfig, src configSource, act tr
 		}
 	}
 
-	be := cpu.New(cpu.WithWorkers(cfg.Threads))
-	defer be.Close()
+	be, err := openBackend(cfg.Device, cfg.Threads, a.log)
+	if err != nil {
+		return err
+	}
+	defer be.close()
+	if mc.Compute, err = computeDType(cfg.Precision, be, mc.WithDefaults().HeadDim()); err != nil {
+		return err
+	}
 	m, err := model.New(be, mc)
 	if err != nil {
 		return err
@@ -223,17 +229,16 @@ func (a *app) train(ctx context.Context, cfg RunConfig, src configSource, act tr
 		return err
 	}
 	est := diffusion.Estimator{Sched: sched, L: L, V: V, Bound: diffusion.BoundPaperCode}
-	tr, err := train.NewTrainer(m, opt, train.StepConfig{Batch: cfg.Batch, MicroBatch: cfg.MicroBatch, Seed: cfg.Seed,
-		Antithetic: cfg.Antithetic, Est: est, SkipNonFinite: cfg.SkipNonFinite})
+	tr, gen, err := newRunTrainer(cfg, m, opt, est) // genmd4.go
 	if err != nil {
 		return err
 	}
-	defer tr.Free()
+	defer freeRunTrainer(tr, gen)
 
-	r := &trainRun{a: a, cfg: cfg, corp: corp, mc: mc, tr: tr, ckpt: ckptPath, plot: filepath.Join(outDir, plotName),
+	r := &trainRun{a: a, cfg: cfg, corp: corp, mc: mc, tr: tr, gen: gen, ckpt: ckptPath, plot: filepath.Join(outDir, plotName),
 		hist: history{Every: historyEvery(cfg.Steps)}}
 	evCfg := train.EvalConfig{Batch: cfg.EvalBatch, Samples: cfg.EvalSamples, Seed: cfg.EvalSeed, Antithetic: true, Est: est}
-	if r.evRaw, err = train.NewEvaluator(m, evCfg); err != nil {
+	if r.evRaw, err = newRunEvaluator(m, evCfg); err != nil {
 		return err
 	}
 	defer r.evRaw.Free()
@@ -242,7 +247,7 @@ func (a *app) train(ctx context.Context, cfg RunConfig, src configSource, act tr
 		if err != nil {
 			return err
 		}
-		if r.evEMA, err = train.NewEvaluator(em, evCfg); err != nil {
+		if r.evEMA, err = newRunEvaluator(em, evCfg); err != nil {
 			return err
 		}
 		defer r.evEMA.Free()
@@ -262,7 +267,7 @@ func (a *app) train(ctx context.Context, cfg RunConfig, src configSource, act tr
 	}
 
 	if stored != nil {
-		if _, err := train.LoadState(ckptPath, tr); err != nil {
+		if err := r.loadState(ckptPath); err != nil {
 			return fmt.Errorf("cannot resume: %w", err)
 		}
 		r.hist = stored.History
@@ -281,7 +286,7 @@ func (a *app) train(ctx context.Context, cfg RunConfig, src configSource, act tr
 	log.Info().Int("train_windows", trainWin.NumOffsets()).Int("eval_windows", nSel).Int("eval_windows_available", len(es.Windows)).
 		Int("eval_tokens", nSel*L).Int("held_out_dropped", es.Dropped).Int("held_out_unselected", es.Covered-nSel*L).Msg("windows")
 	log.Info().Str("params", commas(int64(mc.NumParams()))).Int("L", L).Int("D", mc.Dim).Int("layers", mc.Layers).Int("heads", mc.Heads).
-		Int("mlp_hidden", mc.MLPHidden).Int("V", V).Str("device", be.Name()).Int("threads", be.Workers()).Msg("model")
+		Int("mlp_hidden", mc.MLPHidden).Int("V", V).Str("device", be.Name()).Str("compute", mc.WithDefaults().Compute.String()).Int("threads", workers(be)).Msg("model")
 	if stored != nil {
 		log.Info().Int("step", tr.Step).Int("steps", cfg.Steps).Str("checkpoint", ckptPath).Msg("resumed")
 	}
@@ -318,7 +323,7 @@ func (r *trainRun) loop(ctx context.Context, stop func(), win *data.Windows, res
 		if err := win.TrainBatch(x0, B, cfg.Seed, uint64(step)); err != nil {
 			return err
 		}
-		st, err := tr.TrainStep(x0, nil)
+		st, err := r.trainStep(x0)
 		if err != nil {
 			a.endBar()
 			return fmt.Errorf("%w (the last checkpoint, if any, is unchanged in %s)", err, r.ckpt)
@@ -401,7 +406,7 @@ func (r *trainRun) loop(ctx context.Context, stop func(), win *data.Windows, res
 func (r *trainRun) evaluate(step int) error {
 	type one struct {
 		name string
-		ev   *train.Evaluator
+		ev   runEvaluator
 	}
 	evs := []one{{"ema", r.evEMA}, {"raw", r.evRaw}}
 	if r.evEMA == nil {

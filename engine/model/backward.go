@@ -33,7 +33,7 @@ func (m *Model) Backward(ws *Workspace) error {
 	if ws.r > 0 {
 		var dhrV *ops.Tensor
 		e.do(func() (err error) { dhrV, err = be.View(ws.dhr, 0, ws.r); return err })
-		e.linearDX(dhrV, ws.logitsV, m.head.W, false)
+		e.linearDX(dhrV, ws.logitsV, m.head.fwd(), false)
 		e.linearDW(m.head.Grad, ws.logitsV, ws.hrV)
 		e.do(func() error { return be.ScatterRows(&ops.ScatterRowsParams{Out: dnf, In: dhrV, Rows: ws.rowsV}) })
 	}
@@ -44,7 +44,7 @@ func (m *Model) Backward(ws *Workspace) error {
 		dshift, dscale := ws.dchunks[0], ws.dchunks[1]
 		e.do(func() error {
 			return be.NormBwd(&ops.NormBwdParams{Kind: ops.LayerNorm, DX: dx, DOut: dnf, X: x, Mean: ws.fmean, Rstd: ws.frstd,
-				Scale: ws.fscale, RowsPerGroup: L, DShift: dshift, DScale: dscale})
+				Scale: ws.fscaleC, RowsPerGroup: L, DShift: dshift, DScale: dscale})
 		})
 		e.copyCols(ws.dfmod, dshift, 0, 0, D, false)
 		e.copyCols(ws.dfmod, dscale, D, 0, D, false)
@@ -52,7 +52,7 @@ func (m *Model) Backward(ws *Workspace) error {
 	} else {
 		e.do(func() error {
 			return be.NormBwd(&ops.NormBwdParams{Kind: ops.RMSNorm, DX: dx, DOut: dnf, X: x, Rstd: ws.frstd,
-				Weight: m.finNorm.W, DWeight: m.finNorm.Grad})
+				Weight: m.finNorm.fwd(), DWeight: m.finNorm.Grad})
 		})
 	}
 
@@ -61,7 +61,7 @@ func (m *Model) Backward(ws *Workspace) error {
 		xin := ws.xs[i]
 		var gA, gM, dgA, dgM *ops.Tensor
 		if c.TimeCond {
-			gA, gM = la.chunks[gateA], la.chunks[gateM]
+			gA, gM = la.chunksC[gateA], la.chunksC[gateM]
 			dgA, dgM = ws.dchunks[gateA], ws.dchunks[gateM]
 		}
 		// out = x2 + gate_m ⊙ y
@@ -69,13 +69,13 @@ func (m *Model) Backward(ws *Workspace) error {
 			return be.GateResidualBwd(&ops.GateResidualBwdParams{DY: ws.dy, DOut: dx, Y: la.y, Gate: gM, DGate: dgM, RowsPerGroup: L})
 		})
 		// y = W2·g;  g = act(a) ⊙ bm;  a = W1·n2, bm = W3·n2
-		e.linearDX(ws.dgm, ws.dy, bp.w2.W, false)
+		e.linearDX(ws.dgm, ws.dy, bp.w2.fwd(), false)
 		e.linearDW(bp.w2.Grad, ws.dy, la.g)
 		e.do(func() error {
 			return be.GLUBwd(&ops.GLUBwdParams{Act: c.MLPAct, DA: ws.da, DB: ws.dbm, DOut: ws.dgm, A: la.a, B: la.bm})
 		})
-		e.linearDX(ws.dn, ws.da, bp.w1.W, false)
-		e.linearDX(ws.dn, ws.dbm, bp.w3.W, true)
+		e.linearDX(ws.dn, ws.da, bp.w1.fwd(), false)
+		e.linearDX(ws.dn, ws.dbm, bp.w3.fwd(), true)
 		e.linearDW(bp.w1.Grad, ws.da, la.n2)
 		e.linearDW(bp.w3.Grad, ws.dbm, la.n2)
 		// n2 = norm(x2); dx2 = dx (residual) + norm backward
@@ -85,7 +85,7 @@ func (m *Model) Backward(ws *Workspace) error {
 		e.do(func() error {
 			return be.GateResidualBwd(&ops.GateResidualBwdParams{DY: ws.dproj, DOut: ws.dx2, Y: la.proj, Gate: gA, DGate: dgA, RowsPerGroup: L})
 		})
-		e.linearDX(ws.do, ws.dproj, bp.o.W, false)
+		e.linearDX(ws.do, ws.dproj, bp.o.fwd(), false)
 		e.linearDW(bp.o.Grad, ws.dproj, la.o)
 		dq4, dk4, dv4, do4 := reshape4(ws.dq, la.q4), reshape4(ws.dk, la.q4), reshape4(ws.dv, la.q4), reshape4(ws.do, la.q4)
 		e.do(func() error {
@@ -95,9 +95,9 @@ func (m *Model) Backward(ws *Workspace) error {
 		// RoPE is orthogonal: its backward is the inverse rotation of the gradient.
 		e.do(func() error { return be.RoPE(&ops.RoPEParams{Out: dq4, X: dq4, Theta: c.RoPETheta, Inverse: true}) })
 		e.do(func() error { return be.RoPE(&ops.RoPEParams{Out: dk4, X: dk4, Theta: c.RoPETheta, Inverse: true}) })
-		e.linearDX(ws.dn, ws.dq, bp.q.W, false)
-		e.linearDX(ws.dn, ws.dk, bp.k.W, true)
-		e.linearDX(ws.dn, ws.dv, bp.v.W, true)
+		e.linearDX(ws.dn, ws.dq, bp.q.fwd(), false)
+		e.linearDX(ws.dn, ws.dk, bp.k.fwd(), true)
+		e.linearDX(ws.dn, ws.dv, bp.v.fwd(), true)
 		e.linearDW(bp.q.Grad, ws.dq, la.n1)
 		e.linearDW(bp.k.Grad, ws.dk, la.n1)
 		e.linearDW(bp.v.Grad, ws.dv, la.n1)
@@ -114,7 +114,7 @@ func (m *Model) Backward(ws *Workspace) error {
 
 	// Embedding.
 	if ws.emb != nil {
-		e.linearDX(ws.demb, dx, m.projW.W, false)
+		e.linearDX(ws.demb, dx, m.projW.fwd(), false)
 		e.linearDW(m.projW.Grad, dx, ws.emb)
 		e.biasGrad(m.projB.Grad, dx)
 		e.do(func() error {
@@ -131,7 +131,7 @@ func (m *Model) Backward(ws *Workspace) error {
 		e.actBwd(c.MLPAct, ws.dc, ws.dca, ws.c)
 		e.biasGrad(m.fc2B.Grad, ws.dc)
 		e.linearDW(m.fc2W.Grad, ws.dc, ws.a1)
-		e.linearDX(ws.da1, ws.dc, m.fc2W.W, false)
+		e.linearDX(ws.da1, ws.dc, m.fc2W.fwd(), false)
 		e.actBwd(ops.Swish, ws.dh1, ws.da1, ws.h1)
 		e.biasGrad(m.fc1B.Grad, ws.dh1)
 		e.linearDW(m.fc1W.Grad, ws.dh1, ws.temb)
@@ -143,7 +143,7 @@ func (m *Model) Backward(ws *Workspace) error {
 func (m *Model) adaLNBwd(e *exec, ws *Workspace, w, b *Param, dmod *ops.Tensor) {
 	e.linearDW(w.Grad, dmod, ws.ca)
 	e.biasGrad(b.Grad, dmod)
-	e.linearDX(ws.dca, dmod, w.W, true)
+	e.linearDX(ws.dca, dmod, w.fwd(), true)
 }
 
 // normBwd is the backward of Model.norm; with time conditioning it writes the shift/scale
@@ -153,12 +153,12 @@ func (m *Model) normBwd(e *exec, dx, dout, x, mean, rstd *ops.Tensor, w *Param, 
 	if c.TimeCond {
 		e.do(func() error {
 			return m.be.NormBwd(&ops.NormBwdParams{Kind: ops.LayerNorm, DX: dx, DOut: dout, X: x, Mean: mean, Rstd: rstd,
-				Scale: la.chunks[first+1], RowsPerGroup: L, DShift: ws.dchunks[first], DScale: ws.dchunks[first+1]})
+				Scale: la.chunksC[first+1], RowsPerGroup: L, DShift: ws.dchunks[first], DScale: ws.dchunks[first+1]})
 		})
 		return
 	}
 	e.do(func() error {
-		return m.be.NormBwd(&ops.NormBwdParams{Kind: ops.RMSNorm, DX: dx, DOut: dout, X: x, Rstd: rstd, Weight: w.W, DWeight: w.Grad})
+		return m.be.NormBwd(&ops.NormBwdParams{Kind: ops.RMSNorm, DX: dx, DOut: dout, X: x, Rstd: rstd, Weight: w.fwd(), DWeight: w.Grad})
 	})
 }
 

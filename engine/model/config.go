@@ -32,7 +32,17 @@ type Config struct {
 	NormEps   float32        // LayerNorm/RMSNorm epsilon; 0 → 1e−5
 	RoPETheta float64        // 0 → 10000
 	TimeScale float64        // sinusoidal time-feature scale; 0 → 1000 (md4.md §3)
-	DType     ops.DType      // parameter and activation dtype; 0 → F32 (F64 for gradient checks on the CPU)
+	DType     ops.DType      // parameter (master weight) and gradient dtype; 0 → F32 (F64 for gradient checks on the CPU)
+	// Compute is the activation dtype; 0 → DType. BF16 with DType F32 is mixed precision
+	// (GPU backends): bf16 activations and bf16 copies of the matmul/embedding weights
+	// (Param.Half, refreshed by AdamW's Shadow output), fp32 master weights, gradients,
+	// optimizer state, normalisation statistics and the (tiny) time-conditioning path.
+	Compute ops.DType
+	// GenMD4 adds GenMD4's learned per-token schedule (md4.md §4) as the parameter
+	// schedule.w_raw [V] (architecture.md §5), initialised to log(e − 1) so that the powers
+	// softplus(w_raw) start at 1 (linear). The network does not read it; the GenMD4 trainer
+	// (engine/train) fills its gradient and AdamW updates it with the other parameters.
+	GenMD4 bool
 }
 
 // DefaultMLPHidden is MD4's MLP width for model width d: 32·ceil(floor(8d/3)/32)
@@ -65,8 +75,14 @@ func (c Config) WithDefaults() Config {
 	if c.DType == 0 {
 		c.DType = ops.F32
 	}
+	if c.Compute == 0 {
+		c.Compute = c.DType
+	}
 	return c
 }
+
+// Mixed reports whether c (after WithDefaults) is bf16 mixed precision.
+func (c Config) Mixed() bool { return c.Compute != c.DType }
 
 // HeadDim returns Dh = D/H.
 func (c Config) HeadDim() int { return c.Dim / c.Heads }
@@ -94,6 +110,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("model: norm eps %v, RoPE theta %v and time scale %v must be positive (theta > 1)", c.NormEps, c.RoPETheta, c.TimeScale)
 	case c.DType != ops.F32 && c.DType != ops.F64:
 		return fmt.Errorf("model: dtype %v not supported (use f32, or f64 for gradient checks)", c.DType)
+	case c.Compute != c.DType && !(c.Compute == ops.BF16 && c.DType == ops.F32):
+		return fmt.Errorf("model: compute dtype %v with parameter dtype %v is not supported (use the same dtype, or bf16 compute with f32 parameters)", c.Compute, c.DType)
 	}
 	return nil
 }

@@ -93,3 +93,10 @@ func (e *exec) do(f func() error) {
 		e.set(f())
 	}
 }
+
+// convert: out = in in out's dtype; nothing when they are the same tensor (full precision).
+func (e *exec) convert(out, in *ops.Tensor) {
+	if e.ok() && out != in {
+		e.set(e.b.Convert(&ops.ConvertParams{Out: out, In: in}))
+	}
+}

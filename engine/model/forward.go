@@ -49,22 +49,24 @@ func (m *Model) Forward(ws *Workspace, t []float64, seqLens []int32, rows []int3
 	if c.TimeCond {
 		e.do(func() error { return be.Upload(ws.tT, t) })
 		e.do(func() error { return be.TimeEmbed(&ops.TimeEmbedParams{Out: ws.temb, T: ws.tT, Scale: c.TimeScale}) })
-		e.linear(ws.h1, ws.temb, m.fc1W.W, false)
-		e.bias(ws.h1, m.fc1B.W)
+		e.linear(ws.h1, ws.temb, m.fc1W.fwd(), false)
+		e.bias(ws.h1, m.fc1B.fwd())
 		e.act(ops.Swish, ws.a1, ws.h1)
-		e.linear(ws.c, ws.a1, m.fc2W.W, false)
-		e.bias(ws.c, m.fc2B.W)
+		e.linear(ws.c, ws.a1, m.fc2W.fwd(), false)
+		e.bias(ws.c, m.fc2B.fwd())
 		e.act(c.MLPAct, ws.ca, ws.c)
 	}
 
 	// Token embedding (optionally E → D projection).
 	if ws.emb != nil {
-		e.do(func() error { return be.EmbedFwd(&ops.EmbedParams{Out: ws.emb, Table: m.tokEmbed.W, IDs: flat(ws.XT)}) })
-		e.linear(ws.xs[0], ws.emb, m.projW.W, false)
-		e.bias(ws.xs[0], m.projB.W)
+		e.do(func() error {
+			return be.EmbedFwd(&ops.EmbedParams{Out: ws.emb, Table: m.tokEmbed.fwd(), IDs: flat(ws.XT)})
+		})
+		e.linear(ws.xs[0], ws.emb, m.projW.fwd(), false)
+		e.bias(ws.xs[0], m.projB.fwd())
 	} else {
 		e.do(func() error {
-			return be.EmbedFwd(&ops.EmbedParams{Out: ws.xs[0], Table: m.tokEmbed.W, IDs: flat(ws.XT)})
+			return be.EmbedFwd(&ops.EmbedParams{Out: ws.xs[0], Table: m.tokEmbed.fwd(), IDs: flat(ws.XT)})
 		})
 	}
 
@@ -74,31 +76,32 @@ func (m *Model) Forward(ws *Workspace, t []float64, seqLens []int32, rows []int3
 		x, out := ws.xs[i], ws.xs[i+1]
 		var gA, gM *ops.Tensor
 		if c.TimeCond {
-			e.linear(la.mod, ws.ca, bp.adaW.W, false)
-			e.bias(la.mod, bp.adaB.W)
+			e.linear(la.mod, ws.ca, bp.adaW.fwd(), false)
+			e.bias(la.mod, bp.adaB.fwd())
 			for j := range la.chunks {
 				e.copyCols(la.chunks[j], la.mod, 0, j*D, D, false)
+				e.convert(la.chunksC[j], la.chunks[j])
 			}
-			gA, gM = la.chunks[gateA], la.chunks[gateM]
+			gA, gM = la.chunksC[gateA], la.chunksC[gateM]
 		}
 		m.norm(&e, la.n1, x, la.mean1, la.rstd1, bp.norm1, la, shiftA, B, L)
-		e.linear(la.q, la.n1, bp.q.W, false)
-		e.linear(la.k, la.n1, bp.k.W, false)
-		e.linear(la.v, la.n1, bp.v.W, false)
+		e.linear(la.q, la.n1, bp.q.fwd(), false)
+		e.linear(la.k, la.n1, bp.k.fwd(), false)
+		e.linear(la.v, la.n1, bp.v.fwd(), false)
 		e.do(func() error { return be.RoPE(&ops.RoPEParams{Out: la.q4, X: la.q4, Theta: c.RoPETheta}) })
 		e.do(func() error { return be.RoPE(&ops.RoPEParams{Out: la.k4, X: la.k4, Theta: c.RoPETheta}) })
 		e.do(func() error {
 			return be.AttnFwd(&ops.AttnParams{Out: la.o4, LSE: la.lse, Q: la.q4, K: la.k4, V: la.v4, SeqLens: lens, Scale: scale})
 		})
-		e.linear(la.proj, la.o, bp.o.W, false)
+		e.linear(la.proj, la.o, bp.o.fwd(), false)
 		e.do(func() error {
 			return be.GateResidualFwd(&ops.GateResidualParams{Out: la.x2, X: x, Y: la.proj, Gate: gA, RowsPerGroup: L})
 		})
 		m.norm(&e, la.n2, la.x2, la.mean2, la.rstd2, bp.norm2, la, shiftM, B, L)
-		e.linear(la.a, la.n2, bp.w1.W, false)
-		e.linear(la.bm, la.n2, bp.w3.W, false)
+		e.linear(la.a, la.n2, bp.w1.fwd(), false)
+		e.linear(la.bm, la.n2, bp.w3.fwd(), false)
 		e.do(func() error { return be.GLUFwd(&ops.GLUParams{Act: c.MLPAct, Out: la.g, A: la.a, B: la.bm}) })
-		e.linear(la.y, la.g, bp.w2.W, false)
+		e.linear(la.y, la.g, bp.w2.fwd(), false)
 		e.do(func() error {
 			return be.GateResidualFwd(&ops.GateResidualParams{Out: out, X: la.x2, Y: la.y, Gate: gM, RowsPerGroup: L})
 		})
@@ -107,18 +110,20 @@ func (m *Model) Forward(ws *Workspace, t []float64, seqLens []int32, rows []int3
 	// Final norm (adaLN-modulated or RMSNorm) and the head on the listed rows only.
 	x := ws.xs[len(ws.xs)-1]
 	if c.TimeCond {
-		e.linear(ws.fmod, ws.ca, m.finW.W, false)
-		e.bias(ws.fmod, m.finB.W)
+		e.linear(ws.fmod, ws.ca, m.finW.fwd(), false)
+		e.bias(ws.fmod, m.finB.fwd())
 		e.copyCols(ws.fshift, ws.fmod, 0, 0, D, false)
 		e.copyCols(ws.fscale, ws.fmod, 0, D, D, false)
+		e.convert(ws.fshiftC, ws.fshift)
+		e.convert(ws.fscaleC, ws.fscale)
 		e.do(func() error {
 			return be.NormFwd(&ops.NormParams{Kind: ops.LayerNorm, Eps: c.NormEps, Out: ws.nf, X: x,
-				Shift: ws.fshift, Scale: ws.fscale, RowsPerGroup: L, Mean: ws.fmean, Rstd: ws.frstd})
+				Shift: ws.fshiftC, Scale: ws.fscaleC, RowsPerGroup: L, Mean: ws.fmean, Rstd: ws.frstd})
 		})
 	} else {
 		e.do(func() error {
 			return be.NormFwd(&ops.NormParams{Kind: ops.RMSNorm, Eps: c.NormEps, Out: ws.nf, X: x,
-				Weight: m.finNorm.W, Rstd: ws.frstd})
+				Weight: m.finNorm.fwd(), Rstd: ws.frstd})
 		})
 	}
 	ws.haveLoss = false
@@ -136,7 +141,7 @@ func (m *Model) Forward(ws *Workspace, t []float64, seqLens []int32, rows []int3
 	if ws.r > 0 {
 		e.do(func() error { return be.Upload(ws.rowsV, rows) })
 		e.do(func() error { return be.GatherRows(&ops.GatherRowsParams{Out: ws.hrV, In: ws.nf, Rows: ws.rowsV}) })
-		e.linear(ws.logitsV, ws.hrV, m.head.W, false)
+		e.linear(ws.logitsV, ws.hrV, m.head.fwd(), false)
 	}
 	return e.err
 }
@@ -148,12 +153,12 @@ func (m *Model) norm(e *exec, out, x, mean, rstd *ops.Tensor, w *Param, la *laye
 	if c.TimeCond {
 		e.do(func() error {
 			return m.be.NormFwd(&ops.NormParams{Kind: ops.LayerNorm, Eps: c.NormEps, Out: out, X: x,
-				Shift: la.chunks[first], Scale: la.chunks[first+1], RowsPerGroup: L, Mean: mean, Rstd: rstd})
+				Shift: la.chunksC[first], Scale: la.chunksC[first+1], RowsPerGroup: L, Mean: mean, Rstd: rstd})
 		})
 		return
 	}
 	e.do(func() error {
-		return m.be.NormFwd(&ops.NormParams{Kind: ops.RMSNorm, Eps: c.NormEps, Out: out, X: x, Weight: w.W, Rstd: rstd})
+		return m.be.NormFwd(&ops.NormParams{Kind: ops.RMSNorm, Eps: c.NormEps, Out: out, X: x, Weight: w.fwd(), Rstd: rstd})
 	})
 }
 

@@ -49,6 +49,13 @@ func New(be ops.Backend, cfg Config) (*Model, error) {
 		}
 		g.Name = "grad." + s.Name
 		p := &Param{Spec: s, W: w, Grad: g}
+		if cfg.Mixed() && halfParam(s.Name) {
+			if p.Half, err = be.Alloc(cfg.Compute, s.Shape...); err != nil {
+				m.Free()
+				return nil, fmt.Errorf("model: allocating the %v copy of %s %v: %w", cfg.Compute, s.Name, s.Shape, err)
+			}
+			p.Half.Name = "half." + s.Name
+		}
 		m.Params = append(m.Params, p)
 		m.byName[s.Name] = p
 	}
@@ -87,9 +94,31 @@ func (m *Model) Init(seed uint64) error {
 	return nil
 }
 
-// SetParam uploads float64 host values (len = Numel) into p, converting to the model dtype.
+// SetParam uploads float64 host values (len = Numel) into p, converting to the model
+// dtype (and refreshing its bf16 copy in mixed precision).
 func (m *Model) SetParam(p *Param, v []float64) error {
-	return Upload(m.be, p.W, v)
+	if err := Upload(m.be, p.W, v); err != nil {
+		return err
+	}
+	return m.syncHalf(p)
+}
+
+// SyncHalf refreshes every bf16 weight copy from the master weights (mixed precision; a
+// no-op otherwise). Call it after writing W directly (e.g. loading a checkpoint).
+func (m *Model) SyncHalf() error {
+	for _, p := range m.Params {
+		if err := m.syncHalf(p); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (m *Model) syncHalf(p *Param) error {
+	if p.Half == nil {
+		return nil
+	}
+	return m.be.Convert(&ops.ConvertParams{Out: p.Half, In: p.W})
 }
 
 // GetParam downloads p's value as float64.
@@ -109,16 +138,20 @@ func (m *Model) ZeroGrad() error {
 
 // Free releases the parameters and gradients (and cached workspaces).
 func (m *Model) Free() {
-	if m.shared {
+	if m.shared { // the weights belong to someone else; the bf16 copies are ours
+		for _, p := range m.Params {
+			if p.Half != nil {
+				m.be.Free(p.Half)
+			}
+		}
 		m.Params = nil
 		return
 	}
 	for _, p := range m.Params {
-		if p.W != nil {
-			m.be.Free(p.W)
-		}
-		if p.Grad != nil {
-			m.be.Free(p.Grad)
+		for _, t := range []*ops.Tensor{p.W, p.Grad, p.Half} {
+			if t != nil {
+				m.be.Free(t)
+			}
 		}
 	}
 	m.Params = nil
@@ -164,7 +197,9 @@ func Download(be ops.Backend, t *ops.Tensor) ([]float64, error) {
 // WithWeights returns a model that shares m's configuration and backend but reads its
 // parameter values from weights (one tensor per parameter, in canonical order, e.g. the
 // optimizer's EMA tensors). The returned model has no gradients: it is for evaluation and
-// sampling only (Backward fails).
+// sampling only (Backward fails). In mixed precision it owns bf16 copies of the weights,
+// filled now; call SyncHalf again after the weights change (e.g. before each evaluation of
+// EMA weights during training).
 func (m *Model) WithWeights(weights []*ops.Tensor) (*Model, error) {
 	if len(weights) != len(m.Params) {
 		return nil, fmt.Errorf("model: WithWeights got %d tensors for %d parameters", len(weights), len(m.Params))
@@ -178,6 +213,16 @@ func (m *Model) WithWeights(weights []*ops.Tensor) (*Model, error) {
 			return nil, fmt.Errorf("model: WithWeights: %v does not match %s %v", weights[i], p.Name, p.Shape)
 		}
 		q := &Param{Spec: p.Spec, W: weights[i]}
+		if p.Half != nil {
+			h, err := m.be.Alloc(p.Half.DType(), p.Shape...)
+			if err != nil {
+				w.shared = true
+				w.Params = w.Params[:i]
+				w.Free()
+				return nil, fmt.Errorf("model: WithWeights: allocating the bf16 copy of %s: %w", p.Name, err)
+			}
+			q.Half = h
+		}
 		w.Params[i] = q
 		w.byName[p.Name] = q
 		remap[p] = q
@@ -197,6 +242,10 @@ func (m *Model) WithWeights(weights []*ops.Tensor) (*Model, error) {
 			q: r(b.q), k: r(b.k), v: r(b.v), o: r(b.o), w1: r(b.w1), w3: r(b.w3), w2: r(b.w2)}
 	}
 	w.shared = true
+	if err := w.SyncHalf(); err != nil {
+		w.Free()
+		return nil, err
+	}
 	return &w, nil
 }
 

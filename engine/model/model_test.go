@@ -13,9 +13,9 @@ import (
 // tiny odd-shaped configs used by the gradient checks (L=7, D=12, V=5, as in issue 2).
 func tinyConfigs() map[string]model.Config {
 	return map[string]model.Config{
-		"adaln": {Vocab: 5, SeqLen: 7, Dim: 12, Layers: 2, Heads: 3, MLPHidden: 10, TimeCond: true, CondDim: 6, DType: ops.F64},
+		"adaln":                 {Vocab: 5, SeqLen: 7, Dim: 12, Layers: 2, Heads: 3, MLPHidden: 10, TimeCond: true, CondDim: 6, DType: ops.F64},
 		"rmsnorm-outside-embed": {Vocab: 5, SeqLen: 7, Dim: 12, Layers: 2, Heads: 2, MLPHidden: 9, EmbedDim: 4, DType: ops.F64},
-		"swish-L1-V2": {Vocab: 2, SeqLen: 1, Dim: 8, Layers: 1, Heads: 2, MLPHidden: 6, TimeCond: true, CondDim: 4, MLPAct: ops.Swish, DType: ops.F64},
+		"swish-L1-V2":           {Vocab: 2, SeqLen: 1, Dim: 8, Layers: 1, Heads: 2, MLPHidden: 6, TimeCond: true, CondDim: 4, MLPAct: ops.Swish, DType: ops.F64},
 	}
 }
 

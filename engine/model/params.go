@@ -3,6 +3,7 @@ package model
 import (
 	"fmt"
 	"math"
+	"strings"
 
 	"github.com/mdm-gpu/mdm-gpu/engine/ops"
 	"github.com/mdm-gpu/mdm-gpu/engine/rng"
@@ -24,7 +25,13 @@ const (
 	InitTruncNormal
 	// InitNormal: normal with variance Scale/FanIn; the token embedding uses 1/D.
 	InitNormal
+	// InitConst: every element equals Scale (GenMD4's schedule.w_raw: log(e − 1)).
+	InitConst
 )
+
+// GenRawInit is the initial value of GenMD4's schedule.w_raw, log(e − 1) ≈ 0.5413, for which
+// the power softplus(w_raw) is 1 (diffusion.GenRawInit).
+var GenRawInit = math.Log(math.E - 1)
 
 // Spec is one parameter tensor: its canonical name (architecture.md §5), shape ([out, in]
 // for linear weights, PyTorch convention) and initialisation.
@@ -92,6 +99,9 @@ func (c Config) ParamSpecs() []Spec {
 		vec("final.norm.weight", D, InitOne)
 	}
 	lin("head.weight", V, D, InitZero, 1)
+	if c.GenMD4 {
+		s = append(s, Spec{Name: "schedule.w_raw", Shape: []int{V}, Init: InitConst, FanIn: V, Scale: GenRawInit})
+	}
 	return s
 }
 
@@ -121,6 +131,10 @@ func InitValues(s Spec, id int, seed uint64) []float64 {
 		for i := range out {
 			out[i] = 1
 		}
+	case InitConst:
+		for i := range out {
+			out[i] = s.Scale
+		}
 	case InitNormal:
 		std := math.Sqrt(s.Scale / float64(s.FanIn))
 		for i := range out {
@@ -146,6 +160,30 @@ func InitValues(s Spec, id int, seed uint64) []float64 {
 // Param is one parameter tensor on the backend with its gradient buffer.
 type Param struct {
 	Spec
-	W    *ops.Tensor // value
+	W    *ops.Tensor // value (the fp32 master weight in mixed precision)
 	Grad *ops.Tensor // gradient, accumulated by Backward; zeroed by ZeroGrad
+	// Half is the bf16 copy that the forward and backward passes read in mixed precision
+	// (nil otherwise, and for parameters used in fp32: norms, biases, the conditioning
+	// path). Model.SyncHalf refreshes it from W; AdamW refreshes it as its Shadow output.
+	Half *ops.Tensor
+}
+
+// fwd returns the tensor the passes read: Half in mixed precision, else W.
+func (p *Param) fwd() *ops.Tensor {
+	if p.Half != nil {
+		return p.Half
+	}
+	return p.W
+}
+
+// halfParam reports whether the parameter named name is read by bf16 ops in mixed
+// precision (the embedding table and every matmul weight outside the conditioning path).
+func halfParam(name string) bool {
+	switch {
+	case name == "token_embed.weight", name == "embed_proj.weight", name == "head.weight":
+		return true
+	case strings.HasPrefix(name, "blocks.") && (strings.Contains(name, ".attn.") || strings.Contains(name, ".mlp.")):
+		return true
+	}
+	return false
 }

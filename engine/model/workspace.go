@@ -28,6 +28,8 @@ type Workspace struct {
 	fmod     *ops.Tensor // [B, 2D]
 	fshift   *ops.Tensor // [B, D]
 	fscale   *ops.Tensor // [B, D]
+	fshiftC  *ops.Tensor // the same in the compute dtype
+	fscaleC  *ops.Tensor
 	nf       *ops.Tensor // [N, D] final normed
 	fmean    *ops.Tensor
 	frstd    *ops.Tensor
@@ -57,8 +59,9 @@ type Workspace struct {
 }
 
 type layerActs struct {
-	mod          *ops.Tensor    // [B, 6D] adaLN output
+	mod          *ops.Tensor    // [B, 6D] adaLN output (parameter dtype)
 	chunks       [6]*ops.Tensor // shift_a, scale_a, gate_a, shift_m, scale_m, gate_m [B, D]
+	chunksC      [6]*ops.Tensor // the chunks in the compute dtype (= chunks unless mixed precision)
 	n1, n2       *ops.Tensor    // [N, D] modulated norms
 	mean1, rstd1 *ops.Tensor    // [N]
 	mean2, rstd2 *ops.Tensor
@@ -105,7 +108,16 @@ func (m *Model) NewWorkspace(b int) (*Workspace, error) {
 		ws.all = append(ws.all, t)
 		return t
 	}
-	f := c.DType
+	// Activations use the compute dtype; the conditioning path (B rows) and everything
+	// accumulated (statistics, parameter-gradient sums) use the parameter dtype.
+	f, p32 := c.Compute, c.DType
+	// convCopy returns a compute-dtype copy buffer of t in mixed precision, else t itself.
+	convCopy := func(t *ops.Tensor, name string, shape ...int) *ops.Tensor {
+		if !c.Mixed() {
+			return t
+		}
+		return alloc(f, name, shape...)
+	}
 	reshape := func(t *ops.Tensor, shape ...int) *ops.Tensor {
 		if err != nil {
 			return nil
@@ -118,22 +130,24 @@ func (m *Model) NewWorkspace(b int) (*Workspace, error) {
 	ws.tT = alloc(ops.F64, "t", b)
 	ws.seqLens = alloc(ops.I32, "seq_lens", b)
 	if c.TimeCond {
-		ws.temb = alloc(f, "time_features", b, Dc)
-		ws.h1 = alloc(f, "time_fc1", b, 4*Dc)
-		ws.a1 = alloc(f, "time_fc1_act", b, 4*Dc)
-		ws.c = alloc(f, "cond", b, Dc)
-		ws.ca = alloc(f, "cond_act", b, Dc)
-		ws.dca = alloc(f, "d_cond_act", b, Dc)
-		ws.dc = alloc(f, "d_cond", b, Dc)
-		ws.da1 = alloc(f, "d_time_fc1_act", b, 4*Dc)
-		ws.dh1 = alloc(f, "d_time_fc1", b, 4*Dc)
-		ws.fmod = alloc(f, "final_mod", b, 2*D)
-		ws.fshift = alloc(f, "final_shift", b, D)
-		ws.fscale = alloc(f, "final_scale", b, D)
-		ws.dfmod = alloc(f, "d_final_mod", b, 2*D)
-		ws.dmod = alloc(f, "d_mod", b, 6*D)
+		ws.temb = alloc(p32, "time_features", b, Dc)
+		ws.h1 = alloc(p32, "time_fc1", b, 4*Dc)
+		ws.a1 = alloc(p32, "time_fc1_act", b, 4*Dc)
+		ws.c = alloc(p32, "cond", b, Dc)
+		ws.ca = alloc(p32, "cond_act", b, Dc)
+		ws.dca = alloc(p32, "d_cond_act", b, Dc)
+		ws.dc = alloc(p32, "d_cond", b, Dc)
+		ws.da1 = alloc(p32, "d_time_fc1_act", b, 4*Dc)
+		ws.dh1 = alloc(p32, "d_time_fc1", b, 4*Dc)
+		ws.fmod = alloc(p32, "final_mod", b, 2*D)
+		ws.fshift = alloc(p32, "final_shift", b, D)
+		ws.fscale = alloc(p32, "final_scale", b, D)
+		ws.fshiftC = convCopy(ws.fshift, "final_shift_c", b, D)
+		ws.fscaleC = convCopy(ws.fscale, "final_scale_c", b, D)
+		ws.dfmod = alloc(p32, "d_final_mod", b, 2*D)
+		ws.dmod = alloc(p32, "d_mod", b, 6*D)
 		for j := range ws.dchunks {
-			ws.dchunks[j] = alloc(f, "d_mod_chunk", b, D)
+			ws.dchunks[j] = alloc(p32, "d_mod_chunk", b, D)
 		}
 	}
 	if E != D {
@@ -148,21 +162,20 @@ func (m *Model) NewWorkspace(b int) (*Workspace, error) {
 		la := &ws.layers[i]
 		p := fmt.Sprintf("blocks.%d.", i)
 		if c.TimeCond {
-			la.mod = alloc(f, p+"mod", b, 6*D)
+			la.mod = alloc(p32, p+"mod", b, 6*D)
 			for j := range la.chunks {
-				la.chunks[j] = alloc(f, p+"mod_chunk", b, D)
+				la.chunks[j] = alloc(p32, p+"mod_chunk", b, D)
+				la.chunksC[j] = convCopy(la.chunks[j], p+"mod_chunk_c", b, D)
 			}
-		} else {
-			la.mean1, la.mean2 = nil, nil
 		}
 		la.n1 = alloc(f, p+"norm1", N, D)
 		la.n2 = alloc(f, p+"norm2", N, D)
 		if c.TimeCond {
-			la.mean1 = alloc(f, p+"mean1", N)
-			la.mean2 = alloc(f, p+"mean2", N)
+			la.mean1 = alloc(p32, p+"mean1", N)
+			la.mean2 = alloc(p32, p+"mean2", N)
 		}
-		la.rstd1 = alloc(f, p+"rstd1", N)
-		la.rstd2 = alloc(f, p+"rstd2", N)
+		la.rstd1 = alloc(p32, p+"rstd1", N)
+		la.rstd2 = alloc(p32, p+"rstd2", N)
 		la.q = alloc(f, p+"q", N, D)
 		la.k = alloc(f, p+"k", N, D)
 		la.v = alloc(f, p+"v", N, D)
@@ -171,7 +184,7 @@ func (m *Model) NewWorkspace(b int) (*Workspace, error) {
 		la.k4 = reshape(la.k, b, L, H, D/H)
 		la.v4 = reshape(la.v, b, L, H, D/H)
 		la.o4 = reshape(la.o, b, L, H, D/H)
-		la.lse = alloc(f, p+"lse", b, H, L)
+		la.lse = alloc(p32, p+"lse", b, H, L)
 		la.proj = alloc(f, p+"attn_proj", N, D)
 		la.x2 = alloc(f, p+"residual_mid", N, D)
 		la.a = alloc(f, p+"mlp_w1", N, Hm)
@@ -181,9 +194,9 @@ func (m *Model) NewWorkspace(b int) (*Workspace, error) {
 	}
 	ws.nf = alloc(f, "final_norm", N, D)
 	if c.TimeCond {
-		ws.fmean = alloc(f, "final_mean", N)
+		ws.fmean = alloc(p32, "final_mean", N)
 	}
-	ws.frstd = alloc(f, "final_rstd", N)
+	ws.frstd = alloc(p32, "final_rstd", N)
 	ws.rows = alloc(ops.I32, "rows", N)
 	ws.targets = alloc(ops.I32, "targets", N)
 	ws.weights = alloc(ops.F64, "weights", N)

@@ -94,6 +94,11 @@ func (ev *Evaluator) EvalPadded(seqs []int32, seqLens []int32, progress func(don
 	if err := checkTokens(seqs, V, "evaluation data"); err != nil {
 		return diffusion.EvalResult{}, err
 	}
+	// Mixed precision: refresh the bf16 weight copies (the weights may be EMA tensors that
+	// changed since the last evaluation).
+	if err := ev.m.SyncHalf(); err != nil {
+		return diffusion.EvalResult{}, err
+	}
 	var acc diffusion.Accumulator
 	n, B, K := len(seqs)/L, ev.Cfg.Batch, ev.Cfg.Samples
 	est := &ev.Cfg.Est

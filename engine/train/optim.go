@@ -158,6 +158,7 @@ func (o *Optimizer) Step(gradScale float64) error {
 		if o.EMA != nil {
 			q.EMA, q.EMADecay = o.EMA[i], o.Cfg.EMADecay
 		}
+		q.Shadow = p.Half // mixed precision: refresh the bf16 copy the passes read
 		if err := be.AdamW(q); err != nil {
 			return fmt.Errorf("train: AdamW on %s: %w", p.Name, err)
 		}

@@ -117,6 +117,9 @@ func LoadState(path string, tr *Trainer) (map[string]string, error) {
 			return nil, err
 		}
 	}
+	if err := tr.M.SyncHalf(); err != nil {
+		return nil, err
+	}
 	tr.Step, tr.Opt.Updates, tr.Skipped = step, upd, skipped
 	return meta, nil
 }
@@ -159,6 +162,9 @@ func LoadWeights(path string, m *model.Model, ema bool) (map[string]string, erro
 		if err := uploadDense(m.Backend(), p.W, d); err != nil {
 			return nil, fmt.Errorf("train: loading %s from %s: %w", prefix+p.Name, path, err)
 		}
+	}
+	if err := m.SyncHalf(); err != nil {
+		return nil, err
 	}
 	return meta, nil
 }

@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"compress/gzip"
 	"errors"
+	"github.com/mdm-gpu/mdm-gpu/internal/testutil"
 	"math"
 	"os"
 	"path/filepath"
@@ -16,30 +17,8 @@ import (
 	"github.com/mdm-gpu/mdm-gpu/engine/diffusion"
 )
 
-// sharedData returns ../shared/data/rel (relative to the repository root), skipping the
-// test with the missing path when it is absent.
-func sharedData(t *testing.T, rel string) string {
-	t.Helper()
-	dir, err := os.Getwd()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			break
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			t.Skip("skipping: no go.mod above the test directory, so ../shared/data cannot be located")
-		}
-		dir = parent
-	}
-	p := filepath.Join(dir, "..", "shared", "data", rel)
-	if _, err := os.Stat(p); err != nil {
-		t.Skipf("skipping: real data not found at %s (see ../shared/data/README.md)", p)
-	}
-	return p
-}
+// sharedData locates a file of ../shared/data, skipping the test when it is absent.
+func sharedData(t *testing.T, rel string) string { return testutil.SharedData(t, rel) }
 
 func writeFile(t *testing.T, name string, content []byte) string {
 	t.Helper()

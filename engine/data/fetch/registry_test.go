@@ -1,8 +1,8 @@
 package fetch
 
 import (
+	"github.com/mdm-gpu/mdm-gpu/internal/testutil"
 	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -80,28 +80,8 @@ func TestBuiltinMatchesSharedData(t *testing.T) {
 	}
 }
 
-func sharedData(t *testing.T, rel string) string {
-	t.Helper()
-	dir, err := os.Getwd()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			break
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			t.Skip("skipping: no go.mod above the test directory, so ../shared/data cannot be located")
-		}
-		dir = parent
-	}
-	p := filepath.Join(dir, "..", "shared", "data", rel)
-	if _, err := os.Stat(p); err != nil {
-		t.Skipf("skipping: real data not found at %s (see ../shared/data/README.md)", p)
-	}
-	return p
-}
+// sharedData locates a file of ../shared/data, skipping the test when it is absent.
+func sharedData(t *testing.T, rel string) string { return testutil.SharedData(t, rel) }
 
 func TestNewRegistryValidation(t *testing.T) {
 	good := File{Name: "a.txt", URL: "https://example.org/a.txt", Size: 3, Algo: SHA256, Sum: strings.Repeat("ab", 32), Verified: true, Source: "somewhere"}
