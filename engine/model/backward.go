@@ -113,17 +113,22 @@ func (m *Model) Backward(ws *Workspace) error {
 	}
 
 	// Embedding.
+	demb := dx
 	if ws.emb != nil {
 		e.linearDX(ws.demb, dx, m.projW.fwd(), false)
 		e.linearDW(m.projW.Grad, dx, ws.emb)
 		e.biasGrad(m.projB.Grad, dx)
-		e.do(func() error {
-			return be.EmbedBwd(&ops.EmbedBwdParams{DTable: m.tokEmbed.Grad, DOut: ws.demb, IDs: flat(ws.XT)})
-		})
-	} else {
-		e.do(func() error {
-			return be.EmbedBwd(&ops.EmbedBwdParams{DTable: m.tokEmbed.Grad, DOut: dx, IDs: flat(ws.XT)})
-		})
+		demb = ws.demb
+	}
+	e.do(func() error {
+		return be.EmbedBwd(&ops.EmbedBwdParams{DTable: m.tokEmbed.Grad, DOut: demb, IDs: flat(ws.XT)})
+	})
+	if c.Pixels() {
+		for k, p := range m.posEmbed {
+			e.do(func() error {
+				return be.EmbedBwd(&ops.EmbedBwdParams{DTable: p.Grad, DOut: demb, IDs: ws.posIDs[k]})
+			})
+		}
 	}
 
 	// Time conditioning: ca = act(c), c = fc2(a1) + b2, a1 = swish(h1), h1 = fc1(temb) + b1.

@@ -43,6 +43,12 @@ type Config struct {
 	// softplus(w_raw) start at 1 (linear). The network does not read it; the GenMD4 trainer
 	// (engine/train) fills its gradient and AdamW updates it with the other parameters.
 	GenMD4 bool
+	// PixelH, PixelW, PixelC (all 0 for text) make this a pixel-token model: the sequence is
+	// an H×W×C image in raster order with channels innermost (position (row·W + col)·C + c,
+	// data.PixelIndex), and learned row, column and channel embeddings (pos_embed.*) are
+	// added to the token embedding so that positions know where they are in the image
+	// (issue 7; the paper's image models are U-Nets, md4.md §6.2). SeqLen must be H·W·C.
+	PixelH, PixelW, PixelC int
 }
 
 // DefaultMLPHidden is MD4's MLP width for model width d: 32·ceil(floor(8d/3)/32)
@@ -81,6 +87,9 @@ func (c Config) WithDefaults() Config {
 	return c
 }
 
+// Pixels reports whether c is a pixel-token (image) model.
+func (c Config) Pixels() bool { return c.PixelH > 0 }
+
 // Mixed reports whether c (after WithDefaults) is bf16 mixed precision.
 func (c Config) Mixed() bool { return c.Compute != c.DType }
 
@@ -104,6 +113,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("model: mlp hidden %d and embed dim %d must be positive", c.MLPHidden, c.EmbedDim)
 	case c.TimeCond && (c.CondDim < 4 || c.CondDim%2 != 0):
 		return fmt.Errorf("model: time conditioning needs an even cond dim ≥ 4, got %d", c.CondDim)
+	case (c.PixelH != 0 || c.PixelW != 0 || c.PixelC != 0) && (c.PixelH < 1 || c.PixelW < 1 || c.PixelC < 1 || c.PixelH*c.PixelW*c.PixelC != c.SeqLen):
+		return fmt.Errorf("model: image shape %d×%d×%d must be positive and have H·W·C = sequence length %d", c.PixelH, c.PixelW, c.PixelC, c.SeqLen)
 	case c.MLPAct < ops.Sigmoid || c.MLPAct > ops.GELU:
 		return fmt.Errorf("model: unknown MLP activation %v", c.MLPAct)
 	case c.NormEps <= 0 || c.RoPETheta <= 1 || c.TimeScale <= 0:

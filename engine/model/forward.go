@@ -57,17 +57,26 @@ func (m *Model) Forward(ws *Workspace, t []float64, seqLens []int32, rows []int3
 		e.act(c.MLPAct, ws.ca, ws.c)
 	}
 
-	// Token embedding (optionally E → D projection).
+	// Token embedding (plus row/column/channel embeddings for pixels; optionally E → D
+	// projection).
+	emb := ws.xs[0]
 	if ws.emb != nil {
-		e.do(func() error {
-			return be.EmbedFwd(&ops.EmbedParams{Out: ws.emb, Table: m.tokEmbed.fwd(), IDs: flat(ws.XT)})
-		})
+		emb = ws.emb
+	}
+	e.do(func() error {
+		return be.EmbedFwd(&ops.EmbedParams{Out: emb, Table: m.tokEmbed.fwd(), IDs: flat(ws.XT)})
+	})
+	if c.Pixels() {
+		for k, p := range m.posEmbed {
+			e.do(func() error {
+				return be.EmbedFwd(&ops.EmbedParams{Out: ws.posTmp, Table: p.fwd(), IDs: ws.posIDs[k]})
+			})
+			e.add(emb, ws.posTmp)
+		}
+	}
+	if ws.emb != nil {
 		e.linear(ws.xs[0], ws.emb, m.projW.fwd(), false)
 		e.bias(ws.xs[0], m.projB.fwd())
-	} else {
-		e.do(func() error {
-			return be.EmbedFwd(&ops.EmbedParams{Out: ws.xs[0], Table: m.tokEmbed.fwd(), IDs: flat(ws.XT)})
-		})
 	}
 
 	scale := attnScale(c)

@@ -14,6 +14,7 @@ type Model struct {
 	byName map[string]*Param
 
 	tokEmbed, projW, projB *Param
+	posEmbed               [3]*Param // pixel models: row, column, channel embeddings
 	fc1W, fc1B, fc2W, fc2B *Param
 	blocks                 []blockParams
 	finW, finB, finNorm    *Param
@@ -61,6 +62,7 @@ func New(be ops.Backend, cfg Config) (*Model, error) {
 	}
 	n := m.byName
 	m.tokEmbed, m.projW, m.projB = n["token_embed.weight"], n["embed_proj.weight"], n["embed_proj.bias"]
+	m.posEmbed = [3]*Param{n["pos_embed.row.weight"], n["pos_embed.col.weight"], n["pos_embed.channel.weight"]}
 	m.fc1W, m.fc1B = n["time_embed.fc1.weight"], n["time_embed.fc1.bias"]
 	m.fc2W, m.fc2B = n["time_embed.fc2.weight"], n["time_embed.fc2.bias"]
 	for i := 0; i < cfg.Layers; i++ {
@@ -234,6 +236,7 @@ func (m *Model) WithWeights(weights []*ops.Tensor) (*Model, error) {
 		return remap[p]
 	}
 	w.tokEmbed, w.projW, w.projB = r(m.tokEmbed), r(m.projW), r(m.projB)
+	w.posEmbed = [3]*Param{r(m.posEmbed[0]), r(m.posEmbed[1]), r(m.posEmbed[2])}
 	w.fc1W, w.fc1B, w.fc2W, w.fc2B = r(m.fc1W), r(m.fc1B), r(m.fc2W), r(m.fc2B)
 	w.finW, w.finB, w.finNorm, w.head = r(m.finW), r(m.finB), r(m.finNorm), r(m.head)
 	w.blocks = make([]blockParams, len(m.blocks))

@@ -2,6 +2,7 @@ package model_test
 
 import (
 	"math"
+	"strings"
 	"testing"
 
 	"github.com/mdm-gpu/mdm-gpu/engine/cpu"
@@ -15,6 +16,8 @@ func tinyConfigs() map[string]model.Config {
 	return map[string]model.Config{
 		"adaln":                 {Vocab: 5, SeqLen: 7, Dim: 12, Layers: 2, Heads: 3, MLPHidden: 10, TimeCond: true, CondDim: 6, DType: ops.F64},
 		"rmsnorm-outside-embed": {Vocab: 5, SeqLen: 7, Dim: 12, Layers: 2, Heads: 2, MLPHidden: 9, EmbedDim: 4, DType: ops.F64},
+		"pixels-2x2x3": {Vocab: 7, SeqLen: 12, Dim: 12, Layers: 1, Heads: 2, MLPHidden: 10, TimeCond: true, CondDim: 4,
+			PixelH: 2, PixelW: 2, PixelC: 3, DType: ops.F64},
 		"swish-L1-V2":           {Vocab: 2, SeqLen: 1, Dim: 8, Layers: 1, Heads: 2, MLPHidden: 6, TimeCond: true, CondDim: 4, MLPAct: ops.Swish, DType: ops.F64},
 	}
 }
@@ -204,5 +207,42 @@ func TestNoMaskedRows(t *testing.T) {
 				t.Fatalf("%s[%d] = %v, want 0", p.Name, i, v)
 			}
 		}
+	}
+}
+
+// TestPixelPositionsMatter: a pixel model's output at a position depends on where the
+// position is in the image (row, column, channel embeddings), so two positions holding the
+// same token get different logits.
+func TestPixelPositionsMatter(t *testing.T) {
+	cfg := tinyConfigs()["pixels-2x2x3"]
+	m, err := model.New(cpu.New(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	randomize(t, m, 2)
+	ws, _ := m.NewWorkspace(1)
+	xt := make([]int32, 12)
+	for i := range xt {
+		xt[i] = 7 // every position masked: only the position embeddings tell them apart
+	}
+	m.Backend().Upload(ws.XT, xt)
+	rows := []int32{0, 1, 3, 6}
+	if err := m.Forward(ws, []float64{0.5}, nil, rows); err != nil {
+		t.Fatal(err)
+	}
+	lg, _ := model.Download(m.Backend(), ws.Logits())
+	for r := 1; r < len(rows); r++ {
+		same := true
+		for j := 0; j < 7; j++ {
+			same = same && lg[r*7+j] == lg[j]
+		}
+		if same {
+			t.Errorf("positions %d and %d have identical logits", rows[0], rows[r])
+		}
+	}
+	bad := cfg
+	bad.PixelW = 3
+	if _, err := model.New(cpu.New(), bad); err == nil || !strings.Contains(err.Error(), "H·W·C") {
+		t.Errorf("a 2x3x3 image with L=12 was accepted (err %v)", err)
 	}
 }

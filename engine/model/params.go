@@ -63,6 +63,14 @@ func (c Config) ParamSpecs() []Spec {
 		s = append(s, Spec{Name: name, Shape: []int{n}, Init: init, FanIn: n, Scale: 1})
 	}
 	s = append(s, Spec{Name: "token_embed.weight", Shape: []int{V + 1, E}, Init: InitNormal, FanIn: E, Scale: 1})
+	if c.Pixels() {
+		for _, pe := range []struct {
+			name string
+			n    int
+		}{{"row", c.PixelH}, {"col", c.PixelW}, {"channel", c.PixelC}} {
+			s = append(s, Spec{Name: "pos_embed." + pe.name + ".weight", Shape: []int{pe.n, E}, Init: InitNormal, FanIn: E, Scale: 1})
+		}
+	}
 	if E != D {
 		lin("embed_proj.weight", D, E, InitTruncNormal, 1)
 		vec("embed_proj.bias", D, InitZero)
@@ -180,7 +188,7 @@ func (p *Param) fwd() *ops.Tensor {
 // precision (the embedding table and every matmul weight outside the conditioning path).
 func halfParam(name string) bool {
 	switch {
-	case name == "token_embed.weight", name == "embed_proj.weight", name == "head.weight":
+	case name == "token_embed.weight", name == "embed_proj.weight", name == "head.weight", strings.HasPrefix(name, "pos_embed."):
 		return true
 	case strings.HasPrefix(name, "blocks.") && (strings.Contains(name, ".attn.") || strings.Contains(name, ".mlp.")):
 		return true

@@ -19,10 +19,12 @@ type Workspace struct {
 	tT       *ops.Tensor // [B] F64 times
 	seqLens  *ops.Tensor // [B] I32
 	hasLens  bool
-	temb     *ops.Tensor // [B, Dc] sinusoidal features
-	h1, a1   *ops.Tensor // [B, 4Dc] fc1 output, swish
-	c, ca    *ops.Tensor // [B, Dc] conditioning vector, act(c)
-	emb      *ops.Tensor // [N, E] when E ≠ D
+	temb     *ops.Tensor    // [B, Dc] sinusoidal features
+	h1, a1   *ops.Tensor    // [B, 4Dc] fc1 output, swish
+	c, ca    *ops.Tensor    // [B, Dc] conditioning vector, act(c)
+	emb      *ops.Tensor    // [N, E] when E ≠ D
+	posIDs   [3]*ops.Tensor // pixel models: row, column, channel of every position [N] I32
+	posTmp   *ops.Tensor    // [N, E] one position embedding before it is added
 	xs       []*ops.Tensor
 	layers   []layerActs
 	fmod     *ops.Tensor // [B, 2D]
@@ -153,6 +155,22 @@ func (m *Model) NewWorkspace(b int) (*Workspace, error) {
 	if E != D {
 		ws.emb = alloc(f, "embed", N, E)
 		ws.demb = alloc(f, "d_embed", N, E)
+	}
+	if c.Pixels() {
+		ws.posTmp = alloc(f, "pos_embed", N, E)
+		ids := [3][]int32{make([]int32, N), make([]int32, N), make([]int32, N)}
+		for i := 0; i < N; i++ {
+			p := i % L // position in its sequence: (row·W + col)·C + channel
+			ids[2][i] = int32(p % c.PixelC)
+			q := p / c.PixelC
+			ids[0][i], ids[1][i] = int32(q/c.PixelW), int32(q%c.PixelW)
+		}
+		for k, name := range []string{"pos_row", "pos_col", "pos_channel"} {
+			ws.posIDs[k] = alloc(ops.I32, name, N)
+			if err == nil {
+				err = m.be.Upload(ws.posIDs[k], ids[k])
+			}
+		}
 	}
 	for i := 0; i <= c.Layers; i++ {
 		ws.xs = append(ws.xs, alloc(f, fmt.Sprintf("residual.%d", i), N, D))
