@@ -26,6 +26,17 @@ func TestBadInput(t *testing.T) {
 	syntaxTOML := filepath.Join(dir, "syntax.toml")
 	os.WriteFile(syntaxTOML, []byte("steps = = 5\n"), 0o644)
 
+	shards := filepath.Join(dir, "shards")
+	mustCLI(t, "prepare", "--out", shards, "--name", "c", "--doc-format", "lines", "--held-out", "0.1", data)
+	manifest := filepath.Join(shards, "c.manifest.json")
+	idx := writeIDX(t, filepath.Join(dir, "img-images-idx3-ubyte"), 20, 8, 8, 5)
+	truncIDX := filepath.Join(dir, "trunc-images-idx3-ubyte")
+	b, _ := os.ReadFile(idx)
+	os.WriteFile(truncIDX, b[:len(b)-10], 0o644)
+	cifarBad := filepath.Join(dir, "bad.bin")
+	os.WriteFile(cifarBad, make([]byte, 3073+100), 0o644)
+	emptyDir := t.TempDir()
+
 	existing := filepath.Join(dir, "existing")
 	mustCLI(t, tinyArgs(data, existing, "--steps", "2")...)
 	fresh := filepath.Join(dir, "fresh") // must not be created by a failing run
@@ -58,7 +69,42 @@ func TestBadInput(t *testing.T) {
 		{"unknown preset", train(fresh, "--preset", "huge"), 2, []string{"huge", "tiny"}},
 		{"unknown tokenizer", train(fresh, "--tokenizer", "klingon"), 2, []string{"klingon", "text8"}},
 		{"unknown schedule", train(fresh, "--schedule", "zigzag"), 2, []string{"zigzag", "linear"}},
-		{"gpt2 not available", train(fresh, "--preset", "owt-small"), 2, []string{"GPT-2 BPE tokenizer not available yet"}},
+		{"tokenizer pixels on text", train(fresh, "--tokenizer", "pixels"), 1, []string{"--tokenizer pixels", "image data"}},
+		{"manifest with another tokenizer", train(fresh, "--data", manifest, "--tokenizer", "char"), 1, []string{"--tokenizer char", "tokenizer mismatch", "gpt2"}},
+		{"manifest blocks longer than the split", train(fresh, "--data", manifest, "--seq-len", "100000"), 1, []string{"fewer than one block", "100000"}},
+		{"pack mode", train(fresh, "--pack", "diagonal"), 2, []string{"--pack", "diagonal", "any-offset"}},
+		{"missing manifest", train(fresh, "--data", filepath.Join(dir, "none.manifest.json")), 1, []string{"none.manifest.json"}},
+		{"image dataset not fetched", train(fresh, "--data", "mnist", "--data-dir", emptyDir), 1, []string{"mdm-gpu data fetch mnist", emptyDir}},
+		{"image seq-len", train(fresh, "--data", idx, "--seq-len", "32"), 1, []string{"--seq-len 32", "8x8x1 = 64"}},
+		{"image tokenizer", train(fresh, "--data", idx, "--tokenizer", "byte"), 1, []string{"--tokenizer byte", "pixel tokens"}},
+		{"image downscale", train(fresh, "--data", idx, "--image-downscale", "3"), 1, []string{"--image-downscale 3", "8x8"}},
+		{"image crop syntax", train(fresh, "--data", idx, "--image-crop", "5"), 2, []string{"--image-crop", "HxW"}},
+		{"image crop too large", train(fresh, "--data", idx, "--image-crop", "9x9"), 1, []string{"9x9", "8x8"}},
+		{"truncated IDX", train(fresh, "--data", truncIDX), 1, []string{"trunc-images-idx3-ubyte", "truncated"}},
+		{"truncated CIFAR-10", train(fresh, "--data", cifarBad), 1, []string{"bad.bin", "3073", "truncated"}},
+		{"devices zero", train(fresh, "--devices", "0"), 2, []string{"--devices 0", "at least 1"}},
+		{"devices negative", train(fresh, "--devices", "-2"), 2, []string{"--devices -2"}},
+		{"devices syntax", train(fresh, "--devices", "a,b"), 2, []string{"--devices", "a,b"}},
+		{"devices duplicate", train(fresh, "--device", "sim", "--devices", "0,0"), 2, []string{"device 0 twice"}},
+		{"device index that does not exist", train(fresh, "--device", "sim", "--devices", "0,99"), 2, []string{"device 99 does not exist"}},
+		{"batch does not divide", train(fresh, "--device", "sim", "--devices", "3"), 2, []string{"--batch 4 over 3 device(s)", "1.333 sequences per device"}},
+		{"accum negative", train(fresh, "--accum", "-1"), 2, []string{"--accum -1"}},
+		{"accum with micro-batch", train(fresh, "--accum", "2", "--micro-batch", "2"), 2, []string{"--micro-batch 2", "--accum"}},
+		{"devices with genmd4", train(fresh, "--device", "sim", "--devices", "2", "--genmd4"), 2, []string{"--genmd4", "one device"}},
+		{"metrics address", train(fresh, "--metrics-addr", "127.0.0.1:99999"), 1, []string{"--metrics-addr"}},
+		{"prepare no input", []string{"prepare", "--out", fresh}, 2, []string{"at least one input"}},
+		{"prepare no out", []string{"prepare", data}, 2, []string{"--out is required"}},
+		{"prepare held-out", []string{"prepare", "--out", fresh, "--held-out", "1.5", data}, 2, []string{"--held-out 1.5"}},
+		{"prepare doc format", []string{"prepare", "--out", fresh, "--doc-format", "html", data}, 2, []string{"html", "paragraphs"}},
+		{"prepare tokenizer", []string{"prepare", "--out", fresh, "--tokenizer", "char", data}, 2, []string{"--tokenizer \"char\"", "gpt2"}},
+		{"prepare missing input", []string{"prepare", "--out", fresh, filepath.Join(dir, "gone.txt")}, 1, []string{"gone.txt", "no such file"}},
+		{"prepare existing manifest", []string{"prepare", "--out", shards, "--name", "c", data}, 1, []string{"c.manifest.json already exists", "--force"}},
+		{"prepare too few documents", []string{"prepare", "--out", fresh, "--held-out", "0.01", tiny}, 1, []string{"held-out fraction 0.01 selected none"}},
+		{"zero-shot unknown dataset", []string{"eval", "--checkpoint", ck, "--zero-shot", "imagenet"}, 2, []string{"imagenet", "ptb"}},
+		{"zero-shot char checkpoint", []string{"eval", "--checkpoint", ck, "--zero-shot", "ptb", "--data-dir", emptyDir}, 1, []string{"no EOS token", "gpt2"}},
+		{"zero-shot mode", []string{"eval", "--checkpoint", ck, "--zero-shot", "ptb", "--zero-shot-mode", "wrap"}, 2, []string{"wrap", "pack", "pad"}},
+		{"zero-shot mode without zero-shot", []string{"eval", "--checkpoint", ck, "--zero-shot-mode", "pad"}, 2, []string{"--zero-shot-mode needs --zero-shot"}},
+		{"sample png on text", []string{"sample", "--checkpoint", ck, "--png", filepath.Join(dir, "x.png")}, 2, []string{"--png", "text model"}},
 		{"device cuda on the CPU build", train(fresh, "--device", "cuda"), 1, []string{"cuda", "no CUDA device", "--device cpu"}},
 		{"precision bf16 on cpu", train(fresh, "--device", "cpu", "--precision", "bf16"), 2, []string{"bf16", "--device sim or cuda"}},
 		{"precision bf16 head dim", train(fresh, "--device", "sim", "--precision", "bf16"), 2, []string{"head dims 64 and 128", "32"}},

@@ -33,11 +33,16 @@ type RunConfig struct {
 	Preset string `toml:"preset" json:"preset" help:"named preset the other values start from (see 'mdm-gpu presets'; 'list' prints them)" resume:"free"`
 
 	// Data.
-	Data       string  `toml:"data" json:"data" help:"training corpus: plain text (.txt), JSON Lines (.jsonl, see --jsonl-field) or the Brown npm tarball (.tgz)" resume:"free"`
-	DataFormat string  `toml:"data-format" json:"data_format" help:"corpus format: auto (by extension), text, jsonl, brown"`
-	JSONLField string  `toml:"jsonl-field" json:"jsonl_field" help:"string field of each JSON Lines object to train on"`
-	Tokenizer  string  `toml:"tokenizer" json:"tokenizer" help:"text8 (a-z and space, V=27), char (characters of the corpus), byte (V=256), gpt2 (not available yet)"`
-	HeldOut    float64 `toml:"held-out" json:"held_out" help:"fraction of the corpus (its end) held out for evaluation, in (0, 1)"`
+	Data           string  `toml:"data" json:"data" help:"training data: a text file (.txt), JSON Lines (.jsonl, see --jsonl-field), the Brown npm tarball (.tgz), a prepared corpus (NAME.manifest.json from 'mdm-gpu prepare'), an image dataset (mnist, fashion-mnist, cifar10; see --data-dir) or an image file (IDX, CIFAR-10 .bin)" resume:"free"`
+	DataDir        string  `toml:"data-dir" json:"data_dir" help:"directory of the image dataset named by --data (default $MDM_DATA_DIR/NAME or ~/.cache/mdm-gpu/datasets/NAME, where 'mdm-gpu data fetch NAME' puts it)" resume:"free"`
+	EvalData       string  `toml:"eval-data" json:"eval_data" help:"image runs: the test file (IDX or CIFAR-10 .bin) to evaluate on; default: the dataset's test split, or the last --held-out fraction of an image file" resume:"free"`
+	DataFormat     string  `toml:"data-format" json:"data_format" help:"format of --data: auto (by name and extension), text, jsonl, brown, shards (a prepared corpus's manifest), idx, cifar10"`
+	JSONLField     string  `toml:"jsonl-field" json:"jsonl_field" help:"string field of each JSON Lines object to train on"`
+	Tokenizer      string  `toml:"tokenizer" json:"tokenizer" help:"text8 (a-z and space, V=27), char (characters of the corpus), byte (V=256), gpt2 (GPT-2 BPE, V=50257; a prepared corpus's tokenizer is used by default), pixels (images, V=256, mask 256; automatic for image data)"`
+	HeldOut        float64 `toml:"held-out" json:"held_out" help:"fraction of the corpus (its end) held out for evaluation, in (0, 1); prepared corpora have their own split"`
+	Pack           string  `toml:"pack" json:"pack" help:"prepared corpora: blocks (aligned L-token blocks of the packed document stream, MD4's OWT setup) or any-offset (windows at any offset)"`
+	ImageCrop      string  `toml:"image-crop" json:"image_crop" help:"images: centre crop to HxW pixels (e.g. 20x20) before --image-downscale; empty = whole images"`
+	ImageDownscale int     `toml:"image-downscale" json:"image_downscale" help:"images: average-pool K×K pixel blocks (K must divide the height and width; 1 = full resolution)"`
 
 	// Model (md4.md §6.1).
 	SeqLen    int  `toml:"seq-len" json:"seq_len" help:"context length L (tokens per training window)"`
@@ -85,6 +90,11 @@ type RunConfig struct {
 	Device    string `toml:"device" json:"device" help:"backend: auto (a GPU if present, else the CPU), cpu, sim (the CUDA kernels on the CPU simulator), cuda, cuda:N" resume:"free"`
 	Precision string `toml:"precision" json:"precision" help:"auto (bf16 mixed precision on cuda, f32 elsewhere), f32, or bf16 (bf16 activations, fp32 master weights; GPU-side backends only)" resume:"free"`
 	Threads   int    `toml:"threads" json:"threads" help:"CPU worker goroutines; 0 = all cores (results do not depend on it)" resume:"free"`
+
+	// Data parallelism and telemetry (multi-device.go).
+	Devices     string `toml:"devices" json:"devices" help:"data-parallel devices of --device's kind: a count N (the first N devices) or indices 0,1,3 / 0-3 / all; empty = one device. In a multi-process launch (RANK/WORLD_SIZE or Slurm) each process drives one device: LOCAL_RANK, or the index given here" resume:"free"`
+	Accum       int    `toml:"accum" json:"accum" help:"gradient-accumulation micro-batches per device and step; --batch is the global batch and must divide by (devices × accum)" resume:"free"`
+	MetricsAddr string `toml:"metrics-addr" json:"metrics_addr" help:"serve Prometheus metrics at http://ADDR/metrics (e.g. :9090): training progress and, on GPUs, NVML telemetry; empty = off" resume:"free"`
 }
 
 // configField describes one field of RunConfig.
@@ -294,6 +304,18 @@ func (c *RunConfig) Validate() error {
 		return bad("threads", c.Threads, "must be ≥ 0 (0 = all cores)")
 	case c.Out == "":
 		return bad("out", `""`, "give a run directory")
+	case c.Accum < 0:
+		return bad("accum", c.Accum, "must be at least 1 (micro-batches per device and step)")
+	case c.ImageDownscale < 0:
+		return bad("image-downscale", c.ImageDownscale, "must be at least 1 (1 = full resolution)")
+	case c.Pack != "" && c.Pack != "blocks" && c.Pack != "any-offset":
+		return bad("pack", fmt.Sprintf("%q", c.Pack), "is not one of blocks, any-offset")
+	}
+	if _, _, err := parseCrop(c.ImageCrop); err != nil {
+		return err
+	}
+	if err := checkDevicesSyntax(c.Devices); err != nil {
+		return err
 	}
 	if _, err := diffusion.ParseSchedule(c.Schedule, true, c.ScheduleEps); err != nil {
 		return fmt.Errorf("--schedule %q: %w", c.Schedule, err)
@@ -302,9 +324,9 @@ func (c *RunConfig) Validate() error {
 		return err
 	}
 	switch c.DataFormat {
-	case "auto", "text", "jsonl", "brown":
+	case "auto", "text", "jsonl", "brown", "shards", "idx", "cifar10":
 	default:
-		return bad("data-format", fmt.Sprintf("%q", c.DataFormat), "is not one of auto, text, jsonl, brown")
+		return bad("data-format", fmt.Sprintf("%q", c.DataFormat), "is not one of auto, text, jsonl, brown, shards, idx, cifar10")
 	}
 	if err := checkDevice(c.Device); err != nil {
 		return err
@@ -319,6 +341,20 @@ func largestEvenHeadCount(dim, heads int) int {
 		}
 	}
 	return 1
+}
+
+// normalize fills the fields that configurations stored by older versions lack (a zero
+// value there means the old behaviour).
+func (c *RunConfig) normalize() {
+	if c.Accum == 0 {
+		c.Accum = 1
+	}
+	if c.ImageDownscale == 0 {
+		c.ImageDownscale = 1
+	}
+	if c.Pack == "" {
+		c.Pack = "blocks"
+	}
 }
 
 // ModelConfig returns the network configuration for a vocabulary of v tokens.

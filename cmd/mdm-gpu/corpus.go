@@ -5,7 +5,6 @@ import (
 	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -15,19 +14,14 @@ import (
 	"github.com/mdm-gpu/mdm-gpu/engine/sample"
 )
 
-// checkTokenizerName accepts the tokenizer names and explains the missing GPT-2 BPE.
+// checkTokenizerName accepts the tokenizer names.
 func checkTokenizerName(name string) error {
 	switch name {
-	case "text8", "char", "byte":
+	case "text8", "char", "byte", "gpt2", "pixels":
 		return nil
-	case "gpt2":
-		return errGPT2
 	}
-	return fmt.Errorf("--tokenizer %q: unknown tokenizer; valid: text8, char, byte (gpt2 comes in a later issue)", name)
+	return fmt.Errorf("--tokenizer %q: unknown tokenizer; valid: text8, char, byte, gpt2, pixels", name)
 }
-
-// errGPT2 is returned when a run needs the GPT-2 BPE tokenizer.
-var errGPT2 = errors.New("--tokenizer gpt2: GPT-2 BPE tokenizer not available yet (it comes in a later issue), so the owt-small and owt-medium presets cannot train yet; use --preset tiny or text8, or --tokenizer text8|char|byte")
 
 // corpusFormat returns the format of path for --data-format auto.
 func corpusFormat(path, format string) string {
@@ -40,6 +34,14 @@ func corpusFormat(path, format string) string {
 		return "jsonl"
 	case strings.HasSuffix(p, ".tgz") || strings.HasSuffix(p, ".tar.gz"):
 		return "brown"
+	case strings.HasSuffix(p, ".manifest.json"):
+		return "shards"
+	case imageDatasetName(path) != "":
+		return "images"
+	case strings.Contains(filepath.Base(p), "idx3"):
+		return "idx"
+	case strings.HasSuffix(p, ".bin"):
+		return "cifar10"
 	}
 	return "text"
 }
@@ -86,6 +88,10 @@ func newTokenizer(name, corpus string) (data.Tokenizer, error) {
 		return data.NewByte(), nil
 	case "char":
 		return data.NewCharVocab(corpus)
+	case "gpt2":
+		return data.NewGPT2()
+	case "pixels":
+		return nil, fmt.Errorf("--tokenizer pixels is for image data (--data mnist, fashion-mnist, cifar10 or an IDX/CIFAR-10 file), not for text")
 	}
 	return nil, checkTokenizerName(name)
 }
@@ -94,6 +100,10 @@ func newTokenizer(name, corpus string) (data.Tokenizer, error) {
 func tokenizerJSON(tok data.Tokenizer) (string, error) {
 	if c, ok := tok.(*data.Char); ok {
 		b, err := c.MarshalJSON()
+		return string(b), err
+	}
+	if p, ok := tok.(data.Pixels); ok {
+		b, err := json.Marshal(map[string]any{"type": "pixels", "version": 1, "h": p.H, "w": p.W, "c": p.C})
 		return string(b), err
 	}
 	b, err := json.Marshal(map[string]any{"type": tok.Name(), "version": 1})
@@ -113,6 +123,14 @@ func tokenizerFromJSON(s string) (data.Tokenizer, error) {
 		return data.NewText8(), nil
 	case "byte":
 		return data.NewByte(), nil
+	case "gpt2":
+		return data.NewGPT2()
+	case "pixels":
+		var p struct{ H, W, C int }
+		if err := json.Unmarshal([]byte(s), &p); err != nil {
+			return nil, fmt.Errorf("pixel tokenizer metadata: %w", err)
+		}
+		return data.NewPixels(p.H, p.W, p.C)
 	case "char":
 		var c data.Char
 		if err := c.UnmarshalJSON([]byte(s)); err != nil {
@@ -153,9 +171,6 @@ type corpus struct {
 
 // loadCorpus reads, tokenises and splits the corpus of a run configuration.
 func loadCorpus(c *RunConfig) (*corpus, error) {
-	if c.Tokenizer == "gpt2" {
-		return nil, errGPT2
-	}
 	text, err := readCorpus(c.Data, c.DataFormat, c.JSONLField)
 	if err != nil {
 		return nil, err

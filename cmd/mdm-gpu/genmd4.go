@@ -57,7 +57,7 @@ func newRunEvaluator(m *model.Model, c train.EvalConfig) (runEvaluator, error) {
 // trainStep runs one step of the run's trainer and returns MD4's step statistics (for
 // GenMD4: the optimised bound, its diffusion term, and both samples' masked positions; the
 // exact bound, the RLOO term and the learned powers are logged every --log-every steps).
-func (r *trainRun) trainStep(x0 []int32) (train.StepStats, error) {
+func (r *singleTrainer) trainStep(x0 []int32) (train.StepStats, error) {
 	if r.gen == nil {
 		return r.tr.TrainStep(x0, nil)
 	}
@@ -66,7 +66,7 @@ func (r *trainRun) trainStep(x0 []int32) (train.StepStats, error) {
 	st := train.StepStats{Step: gs.Step, LossBits: gs.LossBits, DiffBits: gs.DiffBits, GradNorm: gs.GradNorm, LR: gs.LR,
 		Masked: gs.Masked[0] + gs.Masked[1], Tokens: gs.Tokens, Skipped: gs.Skipped, Duration: gs.Duration}
 	if err == nil && (r.gen.Step%r.cfg.LogEvery == 0 || r.gen.Step == r.cfg.Steps) {
-		r.a.log.Info().Int("step", r.gen.Step).Float64("paper_code_bits", round4(gs.PaperBits)).Float64("exact_bits", round4(gs.ExactBits)).
+		r.log.Info().Int("step", r.gen.Step).Float64("paper_code_bits", round4(gs.PaperBits)).Float64("exact_bits", round4(gs.ExactBits)).
 			Float64("recon_bits", sig6(gs.ReconBits)).Float64("rloo_bits", sig6(gs.RLOOBits)).Float64("power_min", round4(gs.PowerMin)).
 			Float64("power_mean", round4(gs.PowerMean)).Float64("power_max", round4(gs.PowerMax)).Msg("genmd4")
 	}
@@ -74,7 +74,7 @@ func (r *trainRun) trainStep(x0 []int32) (train.StepStats, error) {
 }
 
 // loadState restores a training checkpoint into the run's trainer.
-func (r *trainRun) loadState(path string) error {
+func (r *singleTrainer) loadState(path string) error {
 	if r.gen == nil {
 		_, err := train.LoadState(path, r.tr)
 		return err

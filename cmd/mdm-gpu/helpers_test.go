@@ -37,6 +37,9 @@ func TestMain(m *testing.M) {
 	if refRoot != "" {
 		os.RemoveAll(refRoot)
 	}
+	if gpt2Dir != "" {
+		os.RemoveAll(gpt2Dir)
+	}
 	os.Exit(code)
 }
 

@@ -9,6 +9,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/mdm-gpu/mdm-gpu/cuda"
+	"github.com/mdm-gpu/mdm-gpu/cuda/sched"
 	"github.com/mdm-gpu/mdm-gpu/engine/cpu"
 )
 
@@ -76,8 +77,20 @@ func newInfoCmd(a *app) *cobra.Command {
 				fmt.Fprintf(w, "  cuda  not in this binary: %s\n", reason)
 			}
 			fmt.Fprintf(w, "Simulator kernels: %s\n", strings.Join(simKernels, " "))
-			fmt.Fprintf(w, "Tokenizers:  text8, char, byte (GPT-2 BPE: see issue 7's prepare command)\n")
+			fmt.Fprintf(w, "Tokenizers:  text8, char, byte, gpt2 (GPT-2 BPE, V=50257, embedded ranks), pixels (V=256)\n")
+			fmt.Fprintf(w, "Multi-device: sim and cpu replicas in-process; cuda with NCCL %s\n", ncclNote())
 			return nil
 		},
 	}
+}
+
+// ncclNote says whether this build can use NCCL.
+func ncclNote() string {
+	if !sched.NCCLAvailable {
+		return "(not in this build: gradients are reduced through host memory)"
+	}
+	if v, err := sched.NCCLVersion(); err == nil {
+		return fmt.Sprintf("%d.%d.%d (loaded)", v/10000, v/100%100, v%100)
+	}
+	return "(libnccl.so.2 not found: host-memory reduction)"
 }

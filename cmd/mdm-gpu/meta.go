@@ -31,6 +31,7 @@ const (
 	metaSeed        = "mdm.run.seed"                  // training seed
 	metaVersions    = "mdm.run.versions"              // versionInfo JSON
 	metaDataEntropy = "mdm.run.data_unigram_entropy"  // unigram entropy of the training tokens, bits
+	metaData        = "mdm.run.data"                  // dataInfo JSON: kind, tokenizer hash, EOS policy, packing, block size (pitfalls B09)
 )
 
 // jfloat is a float64 that survives JSON when it is NaN or ±Inf (written as a string) and

@@ -7,6 +7,8 @@ import (
 	"text/tabwriter"
 
 	"github.com/spf13/cobra"
+
+	"github.com/mdm-gpu/mdm-gpu/engine/data"
 )
 
 // Preset is a named starting configuration.
@@ -16,9 +18,8 @@ type Preset struct {
 	Config      RunConfig
 }
 
-// gpt2Vocab is the GPT-2 BPE vocabulary size (md4.md §6.4), used to count the OWT presets'
-// parameters until the tokenizer exists.
-const gpt2Vocab = 50257
+// gpt2Vocab is the GPT-2 BPE vocabulary size (md4.md §6.4).
+const gpt2Vocab = data.GPT2VocabSize
 
 // base is what every preset shares: MD4's optimiser and diffusion settings (md4.md §6.3:
 // AdamW b1 0.9, eps 1e-8, decoupled weight decay on all parameters, warmup then cosine, no
@@ -32,6 +33,7 @@ func base() RunConfig {
 		LRSchedule: "cosine", WeightDecay: 0.03, Beta1: 0.9, Beta2: 0.999, AdamEps: 1e-8,
 		Seed: 1, EvalBatch: 32, EvalSamples: 1, EvalSeed: 1000,
 		LogEvery: 10, Device: "auto", Precision: "auto",
+		Pack: "blocks", ImageDownscale: 1, Accum: 1,
 	}
 }
 
@@ -59,13 +61,33 @@ func presets() []Preset {
 	owtS.SeqLen, owtS.Dim, owtS.Layers, owtS.Heads = 1024, 768, 12, 12
 	owtS.Steps, owtS.Batch, owtS.LR, owtS.Warmup = 1_000_000, 512, 3e-4, 2000
 	owtS.EMA = 0.9999
-	owtS.EvalEvery, owtS.EvalWindows, owtS.EvalBatch, owtS.CkptEvery, owtS.LogEvery = 10_000, 0, 16, 10_000, 100
+	owtS.EvalEvery, owtS.EvalWindows, owtS.EvalBatch, owtS.CkptEvery, owtS.LogEvery = 10_000, 2048, 16, 10_000, 100
 	owtS.Out = "runs/owt-small"
 
 	owtM := owtS
 	owtM.Preset = "owt-medium"
 	owtM.Dim, owtM.Layers, owtM.Heads = 1024, 24, 16
 	owtM.Out = "runs/owt-medium"
+
+	// Pixel-token transformers (issue 7): pixels as 256-way tokens, mask 256, positions that
+	// know row, column and channel. The paper's image models are U-Nets (md4.md §6.2).
+	pixT := base()
+	pixT.Preset = "pixels-tiny"
+	pixT.Data, pixT.Tokenizer, pixT.ImageDownscale = "mnist", "pixels", 2 // 14×14×1
+	pixT.SeqLen, pixT.Dim, pixT.Layers, pixT.Heads, pixT.MLPHidden = 196, 128, 4, 4, 352
+	pixT.Steps, pixT.Batch, pixT.LR, pixT.Warmup = 300, 32, 2e-3, 30
+	pixT.WeightDecay, pixT.Beta2, pixT.EMA = 0.01, 0.99, 0.99
+	pixT.EvalEvery, pixT.EvalWindows, pixT.CkptEvery, pixT.LogEvery = 100, 256, 100, 10
+	pixT.Out = "runs/pixels-tiny"
+
+	cifar := base()
+	cifar.Preset = "cifar10-pixels"
+	cifar.Data, cifar.Tokenizer = "cifar10", "pixels"
+	cifar.SeqLen, cifar.Dim, cifar.Layers, cifar.Heads = 3072, 512, 8, 8
+	cifar.Steps, cifar.Batch, cifar.LR, cifar.Warmup = 2_000_000, 256, 4e-4, 100
+	cifar.WeightDecay, cifar.Beta2, cifar.EMA = 0.01, 0.99, 0.9999
+	cifar.EvalEvery, cifar.EvalWindows, cifar.EvalBatch, cifar.CkptEvery, cifar.LogEvery = 10_000, 0, 16, 10_000, 100
+	cifar.Out = "runs/cifar10-pixels"
 
 	return []Preset{
 		{Name: "tiny", Config: tiny, Description: "CPU demo: char-level (text8 tokenizer by default), L=128, D=128, 4 layers, 4 heads, MLP 352, " +
@@ -78,10 +100,19 @@ func presets() []Preset {
 			"paper's valid+test 10M characters. The paper trains with dropout 0.05; the engine has no dropout yet, so this preset " +
 			"trains without it. GPU-sized: on a CPU one step takes minutes."},
 		{Name: "owt-small", Config: owtS, Description: "MD4-S on OpenWebText (md4.md §6.4): GPT-2 small shape 12/768/12, L=1024, V=50257 GPT-2 BPE, " +
-			"batch 512, lr 3e-4, 2000 warmup then cosine over 1M steps, wd 0.03, b2 0.999, EMA 0.9999, 2% held out; paper dropout " +
-			"0.02 (no dropout in the engine yet). Cannot train yet: the GPT-2 BPE tokenizer comes in a later issue."},
-		{Name: "owt-medium", Config: owtM, Description: "MD4-M on OpenWebText: 24 layers, D=1024, 16 heads, otherwise as owt-small. " +
-			"Cannot train yet: the GPT-2 BPE tokenizer comes in a later issue."},
+			"batch 512, lr 3e-4, 2000 warmup then cosine over 1M steps, wd 0.03, b2 0.999, EMA 0.9999. Train on a corpus prepared with " +
+			"'mdm-gpu prepare' (--data NAME.manifest.json: documents with EOS after each, packed into aligned 1024-token blocks, 2% of " +
+			"the documents held out); evaluation uses 2048 evenly spaced validation blocks (--eval-windows 0 for all). Paper dropout " +
+			"0.02 (no dropout in the engine yet). GPU-sized."},
+		{Name: "owt-medium", Config: owtM, Description: "MD4-M on OpenWebText: 24 layers, D=1024, 16 heads, otherwise as owt-small."},
+		{Name: "pixels-tiny", Config: pixT, Description: "CPU pixel model: MNIST (--data mnist, --data-dir) average-pooled 2×2 to 14×14×1 " +
+			"(L=196; --image-downscale 1 for the full 28×28), pixels as 256-way tokens (mask 256), a transformer with learned row/column/" +
+			"channel embeddings, D=128, 4 layers, 4 heads, batch 32, lr 2e-3, 30 warmup then cosine over 300 steps, wd 0.01, b2 0.99, " +
+			"EMA 0.99; evaluated in bits per dimension on 256 test images. Not the paper's U-Net (md4.md §6.2)."},
+		{Name: "cifar10-pixels", Config: cifar, Description: "CIFAR-10 32×32×3 (L=3072) with the paper's optimisation (md4.md §6.4): " +
+			"batch 256, lr 4e-4, 100 warmup then cosine over 2M steps, wd 0.01, b2 0.99, EMA 0.9999, linear schedule; the network is a " +
+			"pixel-token transformer (8 layers, D=512, 8 heads, about as many parameters as the paper's 28M U-Net), not the paper's " +
+			"U-Net, and trains without the code's dropout 0.1 (the engine has none yet). GPU-sized."},
 	}
 }
 
@@ -106,6 +137,8 @@ func presetVocab(c RunConfig) (int, string) {
 		return 256, "byte (V=256)"
 	case "gpt2":
 		return gpt2Vocab, "GPT-2 BPE (V=50257)"
+	case "pixels":
+		return data.PixelVocabSize, "pixels (V=256)"
 	}
 	return 27, "char (V from the corpus; counted with V=27)"
 }
@@ -118,6 +151,10 @@ func printPresets(w io.Writer) {
 		c := p.Config
 		v, tok := presetVocab(c)
 		mc := c.ModelConfig(v)
+		if sh, ok := presetImageShape(c); ok {
+			mc.PixelH, mc.PixelW, mc.PixelC = sh.H, sh.W, sh.C
+			tok = fmt.Sprintf("%s, %s %dx%dx%d", tok, c.Data, sh.H, sh.W, sh.C)
+		}
 		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t%d\t%d\t%d\t%g\t%d\t%g\t%s\n", p.Name, commas(int64(mc.NumParams())), c.SeqLen, c.Dim, c.Layers,
 			c.Heads, mc.MLPHidden, c.Batch, c.LR, c.Steps, c.EMA, tok)
 	}

@@ -194,7 +194,7 @@ saved).`,
 	root.SetFlagErrorFunc(func(cmd *cobra.Command, err error) error {
 		return &usageError{fmt.Errorf("%w (see '%s --help')", err, cmd.CommandPath())}
 	})
-	root.AddCommand(newTrainCmd(a), newEvalCmd(a), newSampleCmd(a), newInfoCmd(a), newDataCmd(a), newPresetsCmd(a))
+	root.AddCommand(newTrainCmd(a), newEvalCmd(a), newSampleCmd(a), newPrepareCmd(a), newInfoCmd(a), newDataCmd(a), newPresetsCmd(a))
 	root.AddCommand(newBenchCmd(a))
 	return root
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"path/filepath"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -12,6 +13,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/mdm-gpu/mdm-gpu/engine/data"
+	"github.com/mdm-gpu/mdm-gpu/engine/data/imagepng"
 	"github.com/mdm-gpu/mdm-gpu/engine/diffusion"
 	"github.com/mdm-gpu/mdm-gpu/engine/ops"
 	"github.com/mdm-gpu/mdm-gpu/engine/sample"
@@ -32,6 +34,8 @@ type sampleOpts struct {
 	template    string
 	placeholder string
 	json        bool
+	png         string
+	pngScale    int
 	device      string
 	precision   string
 	threads     int
@@ -62,11 +66,17 @@ token; positions after the end of the template are generated too. Example:
 Beside the samples it prints the sampler report (mode, grid, steps, network evaluations,
 time) and the unigram entropy of the generated tokens next to that of the training data
 (stored in the checkpoint); a much lower entropy means a degenerate, repetitive sampler or
-model (pitfalls B02) and is flagged.`,
+model (pitfalls B02) and is flagged.
+
+Image (pixel-token) checkpoints generate images: the samples are written as a PNG grid
+(--png FILE, default samples.png beside the checkpoint; --png-scale magnifies the pixels),
+never containing a mask (the final argmax decode fills every position), and the text output
+is a short summary.`,
 		Example: `  mdm-gpu sample --checkpoint runs/demo/checkpoint.safetensors --num 4
   mdm-gpu sample --checkpoint runs/demo/checkpoint.safetensors --steps 256 --grid uniform --seed 7
   mdm-gpu sample --checkpoint runs/demo/checkpoint.safetensors --prompt "the jury said"
-  mdm-gpu sample --checkpoint runs/demo/checkpoint.safetensors --template "the ___ sat on the ___ and"`,
+  mdm-gpu sample --checkpoint runs/demo/checkpoint.safetensors --template "the ___ sat on the ___ and"
+  mdm-gpu sample --checkpoint runs/pixels-tiny/checkpoint.safetensors --num 16 --steps 256 --png mnist.png`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error { return a.sample(o) },
 	}
@@ -86,6 +96,8 @@ model (pitfalls B02) and is flagged.`,
 	fs.StringVar(&o.template, "template", "", `infilling template: fixed text with placeholder characters to generate, e.g. "the ___ sat"`)
 	fs.StringVar(&o.placeholder, "placeholder", "_", "the template character that marks a position to generate")
 	fs.BoolVar(&o.json, "json", false, "print one JSON object (samples with token ids, and the report) instead of text")
+	fs.StringVar(&o.png, "png", "", "image checkpoints: write the samples as a PNG grid to this file (default: samples.png beside the checkpoint)")
+	fs.IntVar(&o.pngScale, "png-scale", 4, "image checkpoints: draw every pixel as an N×N block in the PNG grid")
 	fs.StringVar(&o.device, "device", "auto", "backend: auto (a GPU if present, else the CPU), cpu, sim, cuda, cuda:N")
 	fs.StringVar(&o.precision, "precision", "auto", "auto (bf16 on cuda, f32 elsewhere), f32, bf16")
 	fs.IntVar(&o.threads, "threads", 0, "CPU worker goroutines; 0 = all cores")
@@ -200,6 +212,16 @@ type sampleReport struct {
 	SampleEntropy   jfloat  `json:"sample_unigram_entropy_bits"`
 	DataEntropy     jfloat  `json:"data_unigram_entropy_bits"`
 	LowEntropyAlarm bool    `json:"low_entropy_warning"`
+	PNG             string  `json:"png,omitempty"`
+}
+
+// pngCols is the number of images per row of a sample grid: about square.
+func pngCols(n int) int {
+	c := 1
+	for c*c < n {
+		c++
+	}
+	return c
 }
 
 func (a *app) sample(o sampleOpts) error {
@@ -212,6 +234,8 @@ func (a *app) sample(o sampleOpts) error {
 		return usagef("--batch %d: must be ≥ 1 (0 = min(--num, 16))", o.batch)
 	case !(o.topP >= 0 && o.topP <= 1):
 		return usagef("--top-p %v: must be in [0, 1] (0 or 1 disables it)", o.topP)
+	case o.pngScale < 1 || o.pngScale > 64:
+		return usagef("--png-scale %d: must be in [1, 64]", o.pngScale)
 	}
 	grid, err := diffusion.ParseGrid(o.grid)
 	if err != nil {
@@ -236,6 +260,16 @@ func (a *app) sample(o sampleOpts) error {
 	defer lm.be.close()
 	rm := lm.rm
 	L, V := rm.Model.SeqLen, rm.Model.Vocab
+	pixels := rm.Model.Pixels()
+	pngPath := o.png
+	switch {
+	case pixels && (o.prompt != "" || o.template != ""):
+		return usagef("--prompt and --template are for text models; %s is an image model", o.checkpoint)
+	case !pixels && o.png != "":
+		return usagef("--png %s: %s is a text model; PNG grids are for image (pixel-token) checkpoints", o.png, o.checkpoint)
+	case pixels && pngPath == "":
+		pngPath = filepath.Join(filepath.Dir(o.checkpoint), "samples.png")
+	}
 	init1, fixed, err := buildInit(rm.Tok, L, o.prompt, o.template, o.placeholder)
 	if err != nil {
 		return err
@@ -317,6 +351,14 @@ func (a *app) sample(o sampleOpts) error {
 			Msg("the samples' unigram entropy is far below the training data's: repetitive or degenerate samples (pitfalls B02)")
 	}
 	w := a.stdout
+	if pixels {
+		if err := imagepng.WriteTokenGrid(pngPath, all, rm.Model.PixelH, rm.Model.PixelW, rm.Model.PixelC,
+			imagepng.Options{Scale: o.pngScale, Cols: pngCols(o.num)}); err != nil {
+			return err
+		}
+		rep.PNG = pngPath
+		a.log.Info().Str("png", pngPath).Int("images", o.num).Msg("sample grid written")
+	}
 	if o.json {
 		var js []sampleJSON
 		for k := range o.num {
@@ -327,8 +369,13 @@ func (a *app) sample(o sampleOpts) error {
 		enc.SetIndent("", "  ")
 		return enc.Encode(map[string]any{"samples": js, "report": rep})
 	}
-	for k := range o.num {
-		fmt.Fprintf(w, "=== sample %d of %d ===\n%s\n", k+1, o.num, rm.Tok.Decode(all[k*L:(k+1)*L]))
+	if pixels {
+		fmt.Fprintf(w, "%d image sample(s) of %dx%dx%d (pixel tokens 0–255, no mask left) written as a PNG grid: %s\n",
+			o.num, rm.Model.PixelH, rm.Model.PixelW, rm.Model.PixelC, pngPath)
+	} else {
+		for k := range o.num {
+			fmt.Fprintf(w, "=== sample %d of %d ===\n%s\n", k+1, o.num, rm.Tok.Decode(all[k*L:(k+1)*L]))
+		}
 	}
 	modeNote := "exact float64 two-stage categorical draws (md4.md §5.4)"
 	if mode == ops.SampleJAXCompat {

