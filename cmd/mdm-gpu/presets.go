@@ -42,9 +42,9 @@ func presets() []Preset {
 	tiny := base()
 	tiny.Preset = "tiny"
 	tiny.SeqLen, tiny.Dim, tiny.Layers, tiny.Heads, tiny.MLPHidden = 128, 128, 4, 4, 352
-	tiny.Steps, tiny.Batch, tiny.LR, tiny.Warmup = 250, 32, 2e-3, 50
+	tiny.Steps, tiny.Batch, tiny.LR, tiny.Warmup = 600, 32, 2e-3, 50
 	tiny.EMA = 0.99
-	tiny.EvalEvery, tiny.EvalWindows, tiny.CkptEvery, tiny.LogEvery = 50, 128, 50, 25
+	tiny.EvalEvery, tiny.EvalWindows, tiny.CkptEvery, tiny.LogEvery = 100, 128, 100, 50
 	tiny.Out = "runs/tiny"
 
 	text8 := base()
@@ -91,7 +91,7 @@ func presets() []Preset {
 
 	return []Preset{
 		{Name: "tiny", Config: tiny, Description: "CPU demo: char-level (text8 tokenizer by default), L=128, D=128, 4 layers, 4 heads, MLP 352, " +
-			"adaLN time conditioning Dc=64, batch 32, AdamW lr 2e-3, 50 warmup steps then cosine over 250 steps (~1.3 s each on 2 cores), " +
+			"adaLN time conditioning Dc=64, batch 32, AdamW lr 2e-3, 50 warmup steps then cosine over 600 steps (the setup of issue 2's tinyshakespeare check; ~0.25–0.4 s each on 2 cores), " +
 			"wd 0.03, b2 0.999. " +
 			"EMA decay 0.99: an EMA averages over about 1/(1−decay) steps, so 0.99 follows the last ~100 steps of a " +
 			"run of a few hundred steps; MD4's 0.9999 would leave the EMA weights at their initial values for ~10k steps."},
