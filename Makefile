@@ -9,6 +9,11 @@
 BLAS ?= gonum
 BLAS_TAGS := $(if $(filter openblas,$(BLAS)),-tags openblas,)
 
+# go-nvml's cgo wrappers call NVML functions that CUDA 13's nvml.h marks deprecated; keep
+# gcc's warnings about them (hundreds of lines on a cold build) out of our output.
+export CGO_CFLAGS ?= -O2 -g
+override CGO_CFLAGS += -Wno-deprecated-declarations
+
 help:
 	@echo "mdm-gpu make targets:"
 	@echo "  make build   build bin/mdm-gpu (BLAS=openblas: link OpenBLAS for the CPU GEMMs; default pure Go)"
