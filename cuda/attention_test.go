@@ -463,7 +463,6 @@ func TestAttnRefusals(t *testing.T) {
 		t.Errorf("valid AttnFwd: err %v, %d launches", err, dev.launches)
 	}
 	// Empty shapes launch nothing.
-	p = fwd(ops.F32, 64)
 	dev.launches = 0
 	z := []int{2, 0, 3, 64}
 	if err := b.AttnFwd(&ops.AttnParams{Out: attnAlloc(t, b, ops.F32, z...), LSE: attnAlloc(t, b, ops.F32, 2, 3, 0), Q: attnAlloc(t, b, ops.F32, z...),

@@ -16,7 +16,6 @@ type Backend struct {
 	guard   int // guard band bytes on each side of every allocation (0 = off)
 	live    map[*buffer]struct{}
 	scratch map[string]*buffer // per-launcher reusable scratch (e.g. reduction partials)
-	notImplemented
 }
 
 // buffer is the Storage of a tensor on a Backend.

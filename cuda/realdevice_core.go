@@ -79,7 +79,7 @@ type gpuFunc struct {
 	staticSmem int            // CU_FUNC_ATTRIBUTE_SHARED_SIZE_BYTES
 	maxDynSmem int            // CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES (current)
 	numRegs    int
-	localBytes int // spills and local arrays, per thread
+	localBytes int //lint:ignore U1000 set and reported by the cuda build (realdevice.go): spills and local arrays, per thread
 }
 
 // maxKernelArgs bounds the arguments of one launch (they travel inline in the job).
@@ -822,6 +822,8 @@ func unregisterRealDevice(d *RealDevice) {
 }
 
 // sortedKernelNames returns the keys of an index, sorted.
+//
+//lint:ignore U1000 used by the cuda build (realdevice.go)
 func sortedKernelNames(index map[string]string) []string {
 	out := make([]string, 0, len(index))
 	for k := range index {

@@ -275,9 +275,6 @@ func (a *app) eval(cmd *cobra.Command, o evalOpts) error {
 	}
 	w := a.stdout
 	if o.json {
-		type jb struct {
-			Bits, StdErr, Nats, Perplexity float64
-		}
 		out := map[string]any{"checkpoint": o.checkpoint, "checkpoint_step": rm.Step, "weights": strings.ToLower(weights), "data": ed.What,
 			"sequences": ed.N, "sequences_available": ed.Available, "tokens": res.Tokens, "unit": ed.Unit, "samples": o.samples,
 			"discrete_steps": o.discrete, "seed": o.seed, "headline_bound": bound.String()}

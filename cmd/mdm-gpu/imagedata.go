@@ -458,7 +458,7 @@ func openImageData(cfg *RunConfig, src configSource) (*runData, error) {
 	d.EvalDesc = fmt.Sprintf("%d of %d evaluation images (%s: %s) × %s = %d dimensions each, %d time sample(s) each",
 		d.EvalN, eval.N, info.EvalSplit, info.EvalFile, sh, L, cfg.EvalSamples)
 	d.Entropy = pixelEntropy(train)
-	source := cfg.Data
+	var source string
 	if info.Dataset != "" {
 		source = info.Dataset + " in " + filepath.Dir(strings.Split(info.TrainFile, ", ")[0])
 	} else {

@@ -14,7 +14,6 @@ import (
 	"encoding/binary"
 	"fmt"
 	"math"
-	"sort"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -795,11 +794,4 @@ func (s Summary) Event(e *zerolog.Event) *zerolog.Event {
 		Float64("gpu_energy_j", s.EnergyJ).Str("gpu_energy_source", s.EnergySource).
 		Int64("tokens", s.Tokens).Float64("gpu_energy_per_token_j", s.EnergyPerTokenJ).
 		Uint32("gpu_temp_max_c", s.MaxTempC).Uint64("gpu_mem_max_bytes", s.MaxMemUsed)
-}
-
-// sortedDevs returns the devices by index (for stable metrics order).
-func (m *Monitor) sortedDevs() []*device {
-	out := append([]*device(nil), m.devs...)
-	sort.Slice(out, func(i, j int) bool { return out[i].index < out[j].index })
-	return out
 }

@@ -2,7 +2,6 @@ package cpu
 
 import (
 	"errors"
-	"fmt"
 	"math"
 	"math/rand/v2"
 	"strings"
@@ -215,10 +214,6 @@ func wantOpError(t testing.TB, err error, op ops.Op, kind error, fragments ...st
 			t.Errorf("error %q does not contain %q", msg, f)
 		}
 	}
-}
-
-func shapeName(dims ...int) string {
-	return strings.Trim(strings.ReplaceAll(fmt.Sprint(dims), " ", "x"), "[]")
 }
 
 // maxAbs returns max |x|.

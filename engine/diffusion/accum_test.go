@@ -28,7 +28,7 @@ func TestExactSumCorrectlyRounded(t *testing.T) {
 		{1, 0x1p-53, 0x1p-106}, // the tie is broken by the tiny third term
 		{1, 0x1p-53},           // an exact tie rounds to even
 		{},
-		{-0.0},
+		{math.Copysign(0, -1)},
 	}
 	r := rand.New(rand.NewPCG(1, 2))
 	for k := 0; k < 200; k++ {

@@ -18,7 +18,7 @@ func tinyConfigs() map[string]model.Config {
 		"rmsnorm-outside-embed": {Vocab: 5, SeqLen: 7, Dim: 12, Layers: 2, Heads: 2, MLPHidden: 9, EmbedDim: 4, DType: ops.F64},
 		"pixels-2x2x3": {Vocab: 7, SeqLen: 12, Dim: 12, Layers: 1, Heads: 2, MLPHidden: 10, TimeCond: true, CondDim: 4,
 			PixelH: 2, PixelW: 2, PixelC: 3, DType: ops.F64},
-		"swish-L1-V2":           {Vocab: 2, SeqLen: 1, Dim: 8, Layers: 1, Heads: 2, MLPHidden: 6, TimeCond: true, CondDim: 4, MLPAct: ops.Swish, DType: ops.F64},
+		"swish-L1-V2": {Vocab: 2, SeqLen: 1, Dim: 8, Layers: 1, Heads: 2, MLPHidden: 6, TimeCond: true, CondDim: 4, MLPAct: ops.Swish, DType: ops.F64},
 	}
 }
 
