@@ -96,14 +96,7 @@ func openBackend(device string, threads int, log zerolog.Logger) (*backend, erro
 	case "cuda":
 		b, err := cuda.OpenBackend(spec)
 		if err != nil {
-			if errors.Is(err, cuda.ErrNoCUDA) && !cuda.CUDABuild {
-				reason := handOff.Reason
-				if reason == "" {
-					reason = "this is the CPU build and no mdm-gpu-cuda build took over"
-				}
-				return nil, fmt.Errorf("--device %s: %w (%s); use --device cpu, or run the mdm-gpu-cuda build on a machine with an NVIDIA GPU", device, err, reason)
-			}
-			return nil, fmt.Errorf("--device %s: %w", device, err)
+			return nil, deviceError("--device "+device, err)
 		}
 		return &backend{Backend: b, kind: "cuda", close: func() {}}, nil
 	}
@@ -122,6 +115,21 @@ func openBackend(device string, threads int, log zerolog.Logger) (*backend, erro
 	}
 	log.Info().Str("reason", reason).Msg("running on the CPU")
 	return openCPU(), nil
+}
+
+// deviceError reports a GPU that could not be opened, prefixed with what (the flag). In
+// the CPU build the error (cuda.ErrNoCUDA, whose text already carries advice) is replaced
+// by one concise line: why no CUDA build took over, and what to do, said once.
+func deviceError(what string, err error) error {
+	if !errors.Is(err, cuda.ErrNoCUDA) || cuda.CUDABuild {
+		return fmt.Errorf("%s: %w", what, err)
+	}
+	why := ""
+	if handOff.Reason != "" {
+		why = " (" + handOff.Reason + ")"
+	}
+	return fmt.Errorf("%s: %w: this CPU build cannot drive GPUs and no CUDA build took over%s; use --device cpu, or run the CUDA build (mdm-gpu-cuda) on a machine with an NVIDIA GPU",
+		what, cuda.ErrNoCUDA, why)
 }
 
 // workers returns the CPU backend's worker count (0 for GPU-side backends).

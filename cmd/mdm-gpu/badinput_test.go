@@ -5,6 +5,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/mdm-gpu/mdm-gpu/cuda"
 )
 
 // TestBadInput: every bad input gives a non-zero exit status, a message that names the
@@ -39,6 +41,9 @@ func TestBadInput(t *testing.T) {
 
 	existing := filepath.Join(dir, "existing")
 	mustCLI(t, tinyArgs(data, existing, "--steps", "2")...)
+	corrupt := filepath.Join(dir, "corrupt") // a checkpoint that cannot be read
+	os.MkdirAll(corrupt, 0o755)
+	os.WriteFile(filepath.Join(corrupt, checkpointName), []byte("not a safetensors file"), 0o644)
 	fresh := filepath.Join(dir, "fresh") // must not be created by a failing run
 	before := dirState(t, existing)
 
@@ -118,7 +123,9 @@ func TestBadInput(t *testing.T) {
 		{"missing config", train(fresh, "--config", filepath.Join(dir, "none.toml")), 2, []string{"none.toml"}},
 		{"existing checkpoint", train(existing), 1, []string{"already holds a checkpoint", "--resume"}},
 		{"resume nothing", train(fresh, "--resume"), 1, []string{"no checkpoint to resume"}},
-		{"resume different model", train(existing, "--resume", "--dim", "32"), 1, []string{"dim"}},
+		{"resume different model", train(existing, "--resume", "--dim", "32"), 2, []string{"dim"}},
+		{"resume different lr", train(existing, "--resume", "--lr", "1e-3"), 2, []string{"lr: the checkpoint was trained with", "0.001"}},
+		{"resume corrupt checkpoint", train(corrupt, "--resume", "--lr", "1e-3"), 1, []string{"cannot resume", "corrupt"}},
 		{"log level", append([]string{"--log-level", "loud"}, train(fresh)...), 2, []string{"loud"}},
 		{"log format", append([]string{"--log-format", "xml"}, train(fresh)...), 2, []string{"xml"}},
 		{"unknown command", []string{"trian"}, 2, []string{"unknown command", "trian"}},
@@ -129,7 +136,12 @@ func TestBadInput(t *testing.T) {
 		{"sample top-p", []string{"sample", "--checkpoint", ck, "--top-p", "1.5"}, 2, []string{"--top-p 1.5"}},
 		{"sample no checkpoint", []string{"sample"}, 2, []string{"--checkpoint"}},
 		{"sample missing checkpoint", []string{"sample", "--checkpoint", filepath.Join(dir, "none.safetensors")}, 1, []string{"none.safetensors"}},
-		{"sample long prompt", []string{"sample", "--checkpoint", ck, "--prompt", strings.Repeat("a", 40)}, 1, []string{"40 tokens", "L=32"}},
+		{"sample long prompt", []string{"sample", "--checkpoint", ck, "--prompt", strings.Repeat("a", 40)}, 2, []string{"--prompt is 40 tokens", "L=32"}},
+		{"sample long template", []string{"sample", "--checkpoint", ck, "--template", strings.Repeat("a_", 20)}, 2, []string{"--template is 40 tokens", "L=32"}},
+		{"sample first-hitting jax-compat", []string{"sample", "--checkpoint", ck, "--sampler", "first-hitting", "--mode", "jax-compat"}, 2, []string{"--mode jax-compat with --sampler first-hitting", "ancestral sampler only"}},
+		{"sample first-hitting steps", []string{"sample", "--checkpoint", ck, "--sampler", "first-hitting", "--steps", "50"}, 2, []string{"no time grid", "drop --steps"}},
+		{"sample first-hitting grid", []string{"sample", "--checkpoint", ck, "--sampler", "first-hitting", "--grid", "uniform"}, 2, []string{"exact event times", "drop --grid"}},
+		{"sample first-hitting steps and grid", []string{"sample", "--checkpoint", ck, "--sampler", "first-hitting", "--steps", "1000", "--grid", "cosine"}, 2, []string{"drop --steps and --grid"}},
 		{"sample unknown char", []string{"sample", "--checkpoint", ck, "--prompt", "the Zebra"}, 1, []string{`'Z'`, "byte 4"}},
 		{"sample prompt and template", []string{"sample", "--checkpoint", ck, "--prompt", "a", "--template", "b_"}, 2, []string{"--prompt and --template"}},
 		{"sample placeholder", []string{"sample", "--checkpoint", ck, "--template", "a__", "--placeholder", "ab"}, 2, []string{`"ab"`}},
@@ -162,5 +174,22 @@ func TestBadInput(t *testing.T) {
 				t.Fatalf("the failing command changed %s", existing)
 			}
 		})
+	}
+}
+
+// TestDeviceCUDAAdviceOnce: --device cuda:N on the CPU build fails with one concise
+// message that gives its advice once (not the CUDA stub's advice and the CLI's both).
+func TestDeviceCUDAAdviceOnce(t *testing.T) {
+	if cuda.CUDABuild {
+		t.Skip("the CUDA build opens GPUs itself")
+	}
+	ck, _ := refRun(t)
+	r := cli(t, "sample", "--checkpoint", ck, "--device", "cuda:7")
+	if r.code != exitError {
+		t.Fatalf("exit %d, want %d: %v", r.code, exitError, r)
+	}
+	msg := r.stderr[strings.Index(r.stderr, "mdm-gpu: error:"):]
+	if n := strings.Count(msg, "--device cpu"); n != 1 || strings.Contains(msg, "cmake") || !strings.Contains(msg, "--device cuda:7") || len(msg) > 300 {
+		t.Errorf("want one concise message naming cuda:7 and advising --device cpu once (%d times, %d chars):\n%s", n, len(msg), msg)
 	}
 }

@@ -391,7 +391,9 @@ func mergeResume(stored, asked RunConfig, src configSource, path string) (RunCon
 	}
 	if len(diffs) > 0 {
 		slices.Sort(diffs)
-		return out, fmt.Errorf("cannot resume %s with a different training configuration (it would not continue the same run):\n  %s\nresume without these settings (the checkpoint's values are used), or start a new run with another --out",
+		// A setting that contradicts the checkpoint is a usage error (exit 2); reading the
+		// checkpoint failed earlier, with its own (non-usage) error.
+		return out, usagef("cannot resume %s with a different training configuration (it would not continue the same run):\n  %s\nresume without these settings (the checkpoint's values are used), or start a new run with another --out",
 			path, strings.Join(diffs, "\n  "))
 	}
 	return out, nil

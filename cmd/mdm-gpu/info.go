@@ -41,17 +41,13 @@ func newInfoCmd(a *app) *cobra.Command {
 			}
 			be := cpu.New()
 			defer be.Close()
-			gemm := "gonum (pure Go)"
-			if strings.Contains(tags, "openblas") && cgo == "1" {
-				gemm = "OpenBLAS"
-			}
 			fmt.Fprintf(w, "mdm-gpu %s (revision %s)\n", v.MDMGPU, rev)
 			fmt.Fprintf(w, "Go:          %s\n", v.Go)
 			fmt.Fprintf(w, "OS/arch:     %s/%s\n", v.OS, v.Arch)
 			fmt.Fprintf(w, "CPUs:        %d (GOMAXPROCS %d)\n", runtime.NumCPU(), runtime.GOMAXPROCS(0))
 			fmt.Fprintf(w, "Build tags:  %s (CGO_ENABLED=%s)\n", tags, cgo)
 			fmt.Fprintf(w, "Backends:\n")
-			fmt.Fprintf(w, "  cpu   available: reference backend in pure Go, %d workers, GEMM %s\n", be.Workers(), gemm)
+			fmt.Fprintf(w, "  cpu   available: reference backend, %d workers, GEMM %s\n", be.Workers(), gemmNote(be.BLAS()))
 			var simKernels []string
 			for _, k := range cuda.NewSimDevice().Kernels() {
 				if !strings.HasPrefix(k, "selftest_") && !strings.HasSuffix(k, "_check_u32") {
@@ -93,4 +89,17 @@ func ncclNote() string {
 		return fmt.Sprintf("%d.%d.%d (loaded)", v/10000, v/100%100, v%100)
 	}
 	return "(libnccl.so.2 not found: host-memory reduction)"
+}
+
+// gemmNote names the CPU backend's GEMM (cpu.Backend.BLAS) with a short description.
+func gemmNote(blas string) string {
+	desc := map[string]string{
+		"go-avx2":  "pure-Go blocked SGEMM with AVX2/FMA assembly micro-kernels; float64 through gonum",
+		"gonum":    "gonum's pure-Go SGEMM/DGEMM; this CPU lacks AVX2/FMA or the build is not amd64",
+		"openblas": "OpenBLAS through cgo, single-threaded per tile",
+	}[blas]
+	if desc == "" {
+		return blas
+	}
+	return blas + " (" + desc + ")"
 }

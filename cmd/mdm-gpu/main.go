@@ -12,8 +12,9 @@
 // on the CPU and says why in one log line. MDM_NO_HANDOFF=1 disables the hand-off.
 //
 // Exit status: 0 on success, 1 on an error, 2 on a usage error (unknown flag or command,
-// bad argument count, invalid flag syntax), 130 when training was interrupted by SIGINT
-// or SIGTERM (after saving a checkpoint).
+// bad argument count, invalid flag syntax, conflicting flags), 130 when training was
+// interrupted by SIGINT or SIGTERM (after saving a checkpoint; a second signal exits at
+// once without saving, the last checkpoint on disk intact).
 package main
 
 import (

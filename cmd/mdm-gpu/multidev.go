@@ -211,7 +211,7 @@ func schedDevices(p *devicePlan, threads int, log zerolog.Logger) (devs []sched.
 			d.Open = func() (ops.Backend, error) {
 				b, err := cuda.OpenBackend(cuda.DeviceSpec{Kind: "cuda", Ordinal: o})
 				if err != nil {
-					return nil, fmt.Errorf("--devices: cuda:%d: %w", o, err)
+					return nil, deviceError(fmt.Sprintf("--devices: cuda:%d", o), err)
 				}
 				return b, nil
 			}

@@ -179,7 +179,7 @@ Typical session (CPU, a few minutes):
 
 Logs go to stderr (pretty on a terminal, JSON lines otherwise); results and samples go
 to stdout. Exit status: 0 success, 1 error, 2 usage error, 130 interrupted (checkpoint
-saved).`,
+saved; a second Ctrl-C exits at once without saving).`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error {

@@ -39,17 +39,24 @@ type sampleOpts struct {
 	device      string
 	precision   string
 	threads     int
+	stepsSet    bool // --steps was given (refused with the first-hitting sampler)
+	gridSet     bool // --grid was given (refused with the first-hitting sampler)
 }
 
 func newSampleCmd(a *app) *cobra.Command {
 	var o sampleOpts
 	cmd := &cobra.Command{
 		Use:   "sample",
-		Short: "Generate text from a checkpoint with the ancestral sampler (with prompts and infilling)",
+		Short: "Generate text or images from a checkpoint (ancestral or first-hitting sampler; prompts, infilling)",
 		Long: `Generate sequences of the model's context length L with MD4's ancestral sampler
 (md4.md §5.1, paper Alg. 2): start from an all-masked sequence, run --steps reverse steps on
 a cosine or uniform time grid (one network evaluation each), then fill any position still
 masked with the argmax at t = 0, so the output never contains a mask.
+
+--sampler first-hitting (Zheng et al. 2024; MD4 checkpoints, exact mode) draws the exact
+time at which the next position unmasks instead of stepping through a grid: one network
+evaluation per unmasked token, at most L per batch. It has no time grid, so --steps and
+--grid do not apply to it (and are refused).
 
 --mode exact (default) draws every token exactly in float64 (a Bernoulli unmask decision,
 then the inverse CDF of the model's distribution; md4.md §5.4). --mode jax-compat
@@ -74,22 +81,26 @@ never containing a mask (the final argmax decode fills every position), and the 
 is a short summary.`,
 		Example: `  mdm-gpu sample --checkpoint runs/demo/checkpoint.safetensors --num 4
   mdm-gpu sample --checkpoint runs/demo/checkpoint.safetensors --steps 256 --grid uniform --seed 7
+  mdm-gpu sample --checkpoint runs/demo/checkpoint.safetensors --sampler first-hitting --num 4
   mdm-gpu sample --checkpoint runs/demo/checkpoint.safetensors --prompt "the jury said"
   mdm-gpu sample --checkpoint runs/demo/checkpoint.safetensors --template "the ___ sat on the ___ and"
   mdm-gpu sample --checkpoint runs/pixels-tiny/checkpoint.safetensors --num 16 --steps 256 --png mnist.png`,
 		Args: noArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error { return a.sample(o) },
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			o.stepsSet, o.gridSet = cmd.Flags().Changed("steps"), cmd.Flags().Changed("grid")
+			return a.sample(o)
+		},
 	}
 	fs := cmd.Flags()
 	fs.SortFlags = false
 	fs.StringVar(&o.checkpoint, "checkpoint", "", "checkpoint file written by 'mdm-gpu train' (required)")
 	fs.StringVar(&o.sampler, "sampler", "ancestral", "ancestral (T steps on a time grid) or first-hitting (one network call per unmasked token, at most L; MD4 checkpoints, exact mode)")
-	fs.IntVar(&o.steps, "steps", 1000, "reverse steps T (network evaluations)")
-	fs.StringVar(&o.grid, "grid", "cosine", "time grid: cosine (MD4 default) or uniform")
+	fs.IntVar(&o.steps, "steps", 1000, "ancestral sampler: reverse steps T (network evaluations)")
+	fs.StringVar(&o.grid, "grid", "cosine", "ancestral sampler: time grid, cosine (MD4 default) or uniform")
 	fs.Uint64Var(&o.seed, "seed", 0, "seed of the draws (the same seed gives the same samples)")
 	fs.IntVar(&o.num, "num", 1, "number of samples")
 	fs.IntVar(&o.batch, "batch", 0, "samples generated together; 0 = min(--num, 16)")
-	fs.StringVar(&o.mode, "mode", "exact", "exact (float64 two-stage draws) or jax-compat (the paper code's float32 Gumbel; biased)")
+	fs.StringVar(&o.mode, "mode", "exact", "exact (float64 two-stage draws) or jax-compat (the paper code's float32 Gumbel; biased; ancestral sampler only)")
 	fs.Float64Var(&o.topP, "top-p", 0, "nucleus filtering of the model's distribution in (0, 1); 0 or 1 = off")
 	fs.BoolVar(&o.noEMA, "no-ema", false, "use the raw weights instead of the EMA weights")
 	fs.StringVar(&o.prompt, "prompt", "", "fixed prefix; the rest of the sequence is generated")
@@ -121,7 +132,7 @@ func buildInit(tok data.Tokenizer, L int, prompt, template, placeholder string) 
 			return nil, 0, err
 		}
 		if len(ids) > L {
-			return nil, 0, fmt.Errorf("--prompt is %d tokens long but the model's context is L=%d; shorten it", len(ids), L)
+			return nil, 0, usagef("--prompt is %d tokens long but the model's context is L=%d; shorten it", len(ids), L)
 		}
 		copy(init, ids)
 		return init, len(ids), nil
@@ -164,7 +175,7 @@ func buildInit(tok data.Tokenizer, L int, prompt, template, placeholder string) 
 			return nil, 0, err
 		}
 		if len(out) > L {
-			return nil, 0, fmt.Errorf("--template is %d tokens long but the model's context is L=%d; shorten it", len(out), L)
+			return nil, 0, usagef("--template is %d tokens long but the model's context is L=%d; shorten it", len(out), L)
 		}
 		if fixed == len(out) && len(out) == L {
 			return nil, 0, usagef("--template has no placeholder %q and fills the whole context: nothing to generate", placeholder)
@@ -200,8 +211,8 @@ type sampleReport struct {
 	Weights         string  `json:"weights"`
 	Sampler         string  `json:"sampler"`
 	Mode            string  `json:"mode"`
-	Grid            string  `json:"grid"`
-	Steps           int     `json:"steps"`
+	Grid            string  `json:"grid,omitempty"`  // ancestral only
+	Steps           int     `json:"steps,omitempty"` // ancestral only
 	TopP            float64 `json:"top_p"`
 	NFE             int     `json:"nfe"`
 	FinalDecoded    int     `json:"final_decoded"`
@@ -225,6 +236,21 @@ func pngCols(n int) int {
 }
 
 func (a *app) sample(o sampleOpts) error {
+	if _, err := sample.ParseSampler(o.sampler); err != nil {
+		return usagef("--sampler %q: valid: ancestral, first-hitting", o.sampler)
+	}
+	firstHit := o.sampler == sample.NameFirstHitting
+	if firstHit && (o.stepsSet || o.gridSet) {
+		var given []string
+		if o.stepsSet {
+			given = append(given, "--steps")
+		}
+		if o.gridSet {
+			given = append(given, "--grid")
+		}
+		g := strings.Join(given, " and ")
+		return usagef("%s with --sampler first-hitting: the first-hitting sampler draws exact event times and has no time grid, so drop %s (or use --sampler ancestral)", g, g)
+	}
 	switch {
 	case o.steps < 1:
 		return usagef("--steps %d: must be at least 1", o.steps)
@@ -241,9 +267,6 @@ func (a *app) sample(o sampleOpts) error {
 	if err != nil {
 		return usagef("--grid %q: valid: cosine, uniform", o.grid)
 	}
-	if _, err := sample.ParseSampler(o.sampler); err != nil {
-		return usagef("--sampler %q: valid: ancestral, first-hitting", o.sampler)
-	}
 	var mode ops.SampleMode
 	switch o.mode {
 	case "exact":
@@ -252,6 +275,9 @@ func (a *app) sample(o sampleOpts) error {
 		mode = ops.SampleJAXCompat
 	default:
 		return usagef("--mode %q: valid: exact (float64, default), jax-compat (the paper code's float32 Gumbel)", o.mode)
+	}
+	if firstHit && mode != ops.SampleExact {
+		return usagef("--mode %s with --sampler first-hitting: the first-hitting sampler draws tokens exactly (float64); the %s mode is for the ancestral sampler only: drop --mode or use --sampler ancestral", o.mode, o.mode)
 	}
 	lm, err := a.loadModel(o.checkpoint, o.device, o.precision, o.threads, o.noEMA)
 	if err != nil {
@@ -282,14 +308,19 @@ func (a *app) sample(o sampleOpts) error {
 	if o.noEMA {
 		weights = "raw"
 	}
-	a.log.Info().Str("checkpoint", o.checkpoint).Int("step", rm.Step).Str("weights", weights).Int("num", o.num).Int("batch", batch).
-		Int("steps", o.steps).Str("grid", grid.String()).Str("mode", mode.String()).Float64("top_p", o.topP).Uint64("seed", o.seed).
-		Int("L", L).Int("fixed_positions", fixed).Msg("sampling")
+	ev := a.log.Info().Str("checkpoint", o.checkpoint).Int("step", rm.Step).Str("weights", weights).Int("num", o.num).Int("batch", batch).
+		Str("sampler", o.sampler)
 	rep := sampleReport{Checkpoint: o.checkpoint, CheckpointStep: rm.Step, Weights: weights, Sampler: o.sampler, Mode: mode.String(),
-		Grid: grid.String(), Steps: o.steps, TopP: o.topP, Seed: o.seed, SeqLen: L}
+		TopP: o.topP, Seed: o.seed, SeqLen: L}
+	perBatch := L // first-hitting: at most L events (network calls) per batch
+	if !firstHit {
+		ev = ev.Int("steps", o.steps).Str("grid", grid.String())
+		rep.Grid, rep.Steps, perBatch = grid.String(), o.steps, o.steps
+	}
+	ev.Str("mode", mode.String()).Float64("top_p", o.topP).Uint64("seed", o.seed).Int("L", L).Int("fixed_positions", fixed).Msg("sampling")
 	var all []int32
 	var generated []int32
-	bar := a.newBar(o.steps*((o.num+batch-1)/batch), "sample", "steps")
+	bar := a.newBar(perBatch*((o.num+batch-1)/batch), "sample", "steps")
 	t0 := time.Now()
 	done := 0
 	samplers := map[int]sample.Runner{}
@@ -321,7 +352,7 @@ func (a *app) sample(o sampleOpts) error {
 		if err != nil {
 			return err
 		}
-		done += o.steps
+		done += perBatch
 		bar.Set(done)
 		rep.NFE += r.NFE
 		rep.FinalDecoded += r.Decoded
@@ -386,7 +417,7 @@ func (a *app) sample(o sampleOpts) error {
 		topP = fmt.Sprint(o.topP)
 	}
 	gridNote := fmt.Sprintf("grid %s | steps %d", grid, o.steps)
-	if o.sampler == sample.NameFirstHitting {
+	if firstHit {
 		gridNote = "no grid (event times drawn exactly; at most L network calls per batch)"
 	}
 	if scfg.GenMD4 {

@@ -155,11 +155,57 @@ func TestEvalReportsAndShortFile(t *testing.T) {
 		if split == "held-out" {
 			n = "2 tokens"
 		}
-		for _, want := range []string{n, "L=32", short} {
+		for _, want := range []string{n, "L=32", short, "evaluate a longer file"} {
 			if !strings.Contains(r.stderr, want) {
 				t.Errorf("short file, --split %s: message lacks %q: %s", split, want, r.stderr)
 			}
 		}
+		// --split all is suggested only when it was not given.
+		if got, want := strings.Contains(r.stderr, "--split all"), split != "all"; got != want {
+			t.Errorf("short file, --split %s: suggests --split all = %v, want %v: %s", split, got, want, r.stderr)
+		}
+	}
+}
+
+// TestFirstHittingClaimsNoGrid: the first-hitting sampler has no time grid, so neither its
+// log line, its JSON report nor its text report claims --steps or --grid.
+func TestFirstHittingClaimsNoGrid(t *testing.T) {
+	ck, _ := refRun(t)
+	r := mustCLI(t, "sample", "--checkpoint", ck, "--sampler", "first-hitting", "--threads", "1", "--json")
+	var logLine map[string]any
+	for _, l := range strings.Split(r.stderr, "\n") {
+		var m map[string]any
+		if json.Unmarshal([]byte(l), &m) == nil && m["message"] == "sampling" {
+			logLine = m
+		}
+	}
+	if logLine == nil || logLine["sampler"] != "first-hitting" {
+		t.Fatalf("no sampling log line naming the sampler:\n%s", r.stderr)
+	}
+	for _, k := range []string{"steps", "grid"} {
+		if _, ok := logLine[k]; ok {
+			t.Errorf("the first-hitting log line claims %q: %v", k, logLine)
+		}
+	}
+	var raw struct {
+		Report map[string]any `json:"report"`
+	}
+	if err := json.Unmarshal([]byte(r.stdout), &raw); err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range []string{"steps", "grid"} {
+		if _, ok := raw.Report[k]; ok {
+			t.Errorf("the first-hitting JSON report claims %q: %v", k, raw.Report)
+		}
+	}
+	r = mustCLI(t, "sample", "--checkpoint", ck, "--sampler", "first-hitting", "--threads", "1")
+	if !strings.Contains(r.stdout, "sampler first-hitting") || !strings.Contains(r.stdout, "no grid") || strings.Contains(r.stdout, "steps 1000") {
+		t.Errorf("first-hitting text report:\n%s", r.stdout)
+	}
+	// The ancestral sampler still logs both.
+	r = mustCLI(t, "sample", "--checkpoint", ck, "--steps", "5", "--threads", "1")
+	if !strings.Contains(r.stderr, `"steps":5,"grid":"cosine"`) {
+		t.Errorf("the ancestral log line lacks steps and grid:\n%s", r.stderr)
 	}
 }
 

