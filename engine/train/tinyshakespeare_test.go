@@ -32,7 +32,9 @@ import (
 // test trains with the data/mask/time seeds 1, 2 and 3 (fixed in advance; the model
 // initialisation is the same, seed 1) and asserts the median, plus a loose per-run bound
 // that catches a run that does not learn at all. MDM_TS_SEEDS="4,5" runs other seeds.
-// Each run takes 2–5 minutes on 2 cores, so it runs only with MDM_LONG_TESTS=1.
+// Measured (bench/README.md): seeds 1–6 end at 3.849, 3.594, 3.630, 4.135, 3.631, 4.231;
+// the PyTorch baseline of the same setup (bench/pytorch/tinyshakespeare.py) at 3.811,
+// 3.969, 3.739 for its seeds 1–3. Each run takes 2–5 minutes on 2 cores, so it runs only with MDM_LONG_TESTS=1.
 func TestTinyShakespeare600(t *testing.T) {
 	if os.Getenv("MDM_LONG_TESTS") == "" {
 		t.Skip("skipping: long test (3 runs of 2–5 min); set MDM_LONG_TESTS=1 to run it")
