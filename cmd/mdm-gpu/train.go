@@ -20,6 +20,7 @@ import (
 
 	"github.com/mdm-gpu/mdm-gpu/cuda"
 	"github.com/mdm-gpu/mdm-gpu/cuda/sched"
+	"github.com/mdm-gpu/mdm-gpu/engine/ckpt"
 	"github.com/mdm-gpu/mdm-gpu/engine/data"
 	"github.com/mdm-gpu/mdm-gpu/engine/diffusion"
 	"github.com/mdm-gpu/mdm-gpu/engine/model"
@@ -408,6 +409,9 @@ func (r *trainRun) killNow(sig os.Signal) {
 		nl = "\n" // leave the progress bar's line
 	}
 	fmt.Fprintf(r.a.stderr, "%smdm-gpu: killed by a second %s before saving; %s\n", nl, name, state)
+	// A save interrupted here leaves its temporary file (up to the checkpoint's size);
+	// the rename never happens, so remove it rather than leak it.
+	ckpt.RemoveTemps(r.ckpt)
 	os.Exit(exitInterrupted)
 }
 

@@ -165,7 +165,7 @@ func save(path string, tensors []Named, meta map[string]string, wrap func(io.Wri
 	full[MetaCRC32] = string(crcJSON)
 
 	dir := filepath.Dir(path)
-	tmp, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
+	tmp, err := os.CreateTemp(dir, tempPrefix(path)+"*")
 	if err != nil {
 		return fail("%v", err)
 	}
@@ -270,4 +270,26 @@ func copyMeta(m map[string]string) map[string]string {
 		return map[string]string{}
 	}
 	return maps.Clone(m)
+}
+
+// tempPrefix is the name prefix of the temporary files a save of path writes in path's
+// directory before renaming one into place.
+func tempPrefix(path string) string { return "." + filepath.Base(path) + ".tmp-" }
+
+// RemoveTemps deletes the temporary files that saves of path leave behind when the process
+// is killed between creating and renaming them (".NAME.tmp-*" beside path); it returns how
+// many it removed. Call it only when no save of path is in progress in another process.
+func RemoveTemps(path string) (int, error) {
+	matches, err := filepath.Glob(filepath.Join(filepath.Dir(path), tempPrefix(path)+"*"))
+	if err != nil {
+		return 0, err
+	}
+	n := 0
+	for _, m := range matches {
+		if err := os.Remove(m); err != nil && !os.IsNotExist(err) {
+			return n, fmt.Errorf("ckpt: removing the partial save %s: %w", m, err)
+		}
+		n++
+	}
+	return n, nil
 }

@@ -489,3 +489,36 @@ func TestInspectAndVerify(t *testing.T) {
 		t.Errorf("Inspect(corrupt data) = %v; Inspect does not read data, so it should succeed", err)
 	}
 }
+
+// TestRemoveTemps: the partial saves of a path (".NAME.tmp-*" beside it) are removed, and
+// nothing else: not the checkpoint, not another checkpoint's temporaries.
+func TestRemoveTemps(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "checkpoint.safetensors")
+	files := map[string]bool{ // name → should survive
+		"checkpoint.safetensors":                 true,
+		".checkpoint.safetensors.tmp-123":        false,
+		".checkpoint.safetensors.tmp-abc":        false,
+		".other.safetensors.tmp-1":               true,
+		"checkpoint.safetensors.tmp-not-ours":    true,
+		".checkpoint.safetensors.tmpx-not-saves": true,
+	}
+	for name := range files {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte("x"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	n, err := RemoveTemps(path)
+	if err != nil || n != 2 {
+		t.Fatalf("RemoveTemps = %d, %v; want 2, nil", n, err)
+	}
+	for name, keep := range files {
+		_, err := os.Stat(filepath.Join(dir, name))
+		if exists := err == nil; exists != keep {
+			t.Errorf("%s: exists %v, want %v", name, exists, keep)
+		}
+	}
+	if n, err := RemoveTemps(path); err != nil || n != 0 {
+		t.Errorf("second RemoveTemps = %d, %v; want 0, nil", n, err)
+	}
+}
