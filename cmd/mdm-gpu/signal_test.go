@@ -221,3 +221,27 @@ func itoa(n int) string {
 	b, _ := json.Marshal(n)
 	return string(b)
 }
+
+// TestResumeRemovesPartialSaves: the temporary file of a save that a SIGKILL interrupted
+// (".checkpoint.safetensors.tmp-*", as large as the checkpoint) is removed when training
+// starts again in the same --out, and the checkpoint itself is untouched by that.
+func TestResumeRemovesPartialSaves(t *testing.T) {
+	dir := t.TempDir()
+	data := writeCorpus(t, filepath.Join(dir, "corpus.txt"), 20000, 34)
+	out := filepath.Join(dir, "run")
+	mustCLI(t, tinyArgs(data, out, "--steps", "4", "--stop-at", "2")...)
+	partial := filepath.Join(out, "."+checkpointName+".tmp-123456")
+	if err := os.WriteFile(partial, []byte("half a checkpoint"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	r := mustCLI(t, "train", "--out", out, "--resume", "--data", data)
+	if _, err := os.Stat(partial); !os.IsNotExist(err) {
+		t.Errorf("the partial save %s is still there after --resume (stat: %v)", partial, err)
+	}
+	if !strings.Contains(r.stderr, "removed partial checkpoint saves left by a killed run") {
+		t.Errorf("no log line about the removed partial save:\n%s", r.stderr)
+	}
+	if _, err := ckpt.Verify(filepath.Join(out, checkpointName)); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -313,6 +313,12 @@ func (a *app) train(ctx context.Context, cfg RunConfig, src configSource, act tr
 		hist: history{Every: historyEvery(cfg.Steps)}, rank0: rank0, stdout: a.stdout}
 	if !rank0 {
 		r.stdout = io.Discard
+	} else if n, err := ckpt.RemoveTemps(ckptPath); err != nil {
+		a.log.Warn().Err(err).Msg("could not remove a partial checkpoint save left by a killed run")
+	} else if n > 0 {
+		// A run killed (SIGKILL, power loss) inside a save leaves its temporary file; rank
+		// 0 is the only writer of --out, so nothing else can be saving it now.
+		a.log.Info().Int("files", n).Str("dir", outDir).Msg("removed partial checkpoint saves left by a killed run")
 	}
 	r.meta = map[string]string{
 		metaConfig: cfg.JSON(), metaModel: mustJSON(mc), metaTokenizer: d.TokJSON, metaTokFP: d.Tok.Fingerprint(),
