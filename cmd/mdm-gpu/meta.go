@@ -115,6 +115,24 @@ type history struct {
 	Eval  []evalPoint  `json:"eval"`
 }
 
+// lossSince returns the sum and count of the recorded training losses of steps in
+// (from, to], so that a resumed run's first loss_bits_avg covers the same steps as in an
+// uninterrupted run. It returns 0, 0 unless every step is recorded (Every == 1).
+func (h history) lossSince(from, to int) (float64, int) {
+	if h.Every != 1 {
+		return 0, 0
+	}
+	var sum float64
+	n := 0
+	for _, p := range h.Train {
+		if p.Step > from && p.Step <= to {
+			sum += float64(p.Loss)
+			n++
+		}
+	}
+	return sum, n
+}
+
 // historyEvery thins the recorded training losses of long runs to about 5000 points.
 func historyEvery(steps int) int { return max(1, (steps+4999)/5000) }
 

@@ -442,8 +442,7 @@ func (r *trainRun) loop(ctx context.Context, resumed bool, act trainAction) erro
 	bar := a.newBar(cfg.Steps, "", "steps")
 	bar.Set(rt.Step())
 	start, startStep := time.Now(), rt.Step()
-	var sumLoss float64
-	var nLoss int
+	sumLoss, nLoss := r.hist.lossSince(startStep/cfg.LogEvery*cfg.LogEvery, startStep)
 	interrupted := false
 	for rt.Step() < cfg.Steps {
 		st, err := rt.TrainStep(r.d.Rows)

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"encoding/binary"
+	"encoding/json"
 	"math"
 	"os"
 	"path/filepath"
@@ -258,5 +259,33 @@ func TestMaxTimeStopsWithFinalEval(t *testing.T) {
 	mustCLI(t, "train", "--out", out, "--resume", "--data", data)
 	if rm, err := readRunMeta(filepath.Join(out, checkpointName)); err != nil || rm.Step != 50 {
 		t.Fatalf("checkpoint after resuming: %v %+v", err, rm)
+	}
+}
+
+// TestResumedLogAverages: after --resume the first train log line's loss_bits_avg covers the
+// same steps as in an uninterrupted run (the steps since the previous log line, some of
+// them from before the interruption), so the logs of both runs agree line for line.
+func TestResumedLogAverages(t *testing.T) {
+	dir := t.TempDir()
+	data := writeCorpus(t, filepath.Join(dir, "corpus.txt"), 30000, 3)
+	common := []string{"--steps", "60", "--log-every", "20", "--seed", "3", "--tokenizer", "char"}
+	straight, split := filepath.Join(dir, "straight"), filepath.Join(dir, "split")
+	avgs := func(stderr string) map[float64]float64 {
+		out := map[float64]float64{}
+		for _, line := range strings.Split(stderr, "\n") {
+			var m map[string]any
+			if json.Unmarshal([]byte(line), &m) == nil && m["message"] == "train" {
+				out[m["step"].(float64)] = m["loss_bits_avg"].(float64)
+			}
+		}
+		return out
+	}
+	want := avgs(mustCLI(t, tinyArgs(data, straight, common...)...).stderr)
+	mustCLI(t, tinyArgs(data, split, append(common, "--stop-at", "30")...)...)
+	got := avgs(mustCLI(t, "train", "--out", split, "--resume", "--data", data).stderr)
+	for _, step := range []float64{40, 60} {
+		if w, ok := want[step]; !ok || got[step] != w {
+			t.Errorf("step %v: loss_bits_avg %v after resume, %v (present %v) uninterrupted", step, got[step], w, ok)
+		}
 	}
 }
