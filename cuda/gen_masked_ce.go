@@ -1,11 +1,6 @@
 package cuda
 
-import (
-	"fmt"
-	"math"
-
-	"github.com/mdm-gpu/mdm-gpu/engine/ops"
-)
+import "github.com/mdm-gpu/mdm-gpu/engine/ops"
 
 // Launcher of kernels/gen_masked_ce.cu (GenMD4's fused masked diffusion loss,
 // ops.GenMaskedCEParams).
@@ -24,12 +19,9 @@ const (
 	gceMaxColBlocks   = 1024  // target number of blocks of gen_ce_dpow_* (chunks × column blocks)
 )
 
-// gceThreadsFor is the block size of the per-row kernels for vocabulary v: about 8 elements per
-// thread, one warp at least, GCE_THREADS at most.
-func gceThreadsFor(v int) int {
-	t := ((v+7)/8 + 31) / 32 * 32
-	return min(gceThreads, max(32, t))
-}
+// gceThreadsFor is the block size of the per-row kernels for vocabulary v (ceRowThreads with
+// GCE_THREADS at most).
+func gceThreadsFor(v int) int { return ceRowThreads(v, gceThreads) }
 
 // gceChunking returns the row chunk height of the DPowers column sums and the number of chunks
 // for r rows of vocabulary v. It depends only on (r, v), so the summation order (and the result)
@@ -56,25 +48,9 @@ func (b *Backend) GenMaskedCE(p *ops.GenMaskedCEParams) error {
 		return err
 	}
 	const op = ops.OpGenMaskedCE
-	var suffix string
-	switch p.Logits.DType() {
-	case ops.F32:
-		suffix = "f32"
-	case ops.BF16:
-		suffix = "bf16"
-	default:
-		return ops.Unsupported(op, b.Name(), "Logits dtype "+p.Logits.DType().String())
-	}
-	if p.DLogits != nil && p.DLogits.DType() != p.Logits.DType() {
-		return ops.Unsupported(op, b.Name(), fmt.Sprintf("DLogits %v with Logits %v (the kernel writes the logits' dtype)",
-			p.DLogits.DType(), p.Logits.DType()))
-	}
-	r, v := p.Logits.Dim(0), p.Logits.Dim(1)
-	if r == 0 {
-		return nil
-	}
-	if r > math.MaxInt32 || v > math.MaxInt32 {
-		return ops.Unsupported(op, b.Name(), fmt.Sprintf("[%d, %d] logits: rows and vocabulary must be < 2^31", r, v))
+	suffix, r, v, err := b.ceLogits(op, p.Logits, p.DLogits)
+	if err != nil || r == 0 {
+		return err
 	}
 	ptrs, err := b.ptrs(p.Logits, p.Targets, p.Scales, p.Powers, p.Loss, p.DLogits, p.DPowers)
 	if err != nil {
@@ -120,16 +96,5 @@ func (b *Backend) GenMaskedCE(p *ops.GenMaskedCEParams) error {
 			return err
 		}
 	}
-	slots, err := b.readSlots(flags, 1)
-	if err != nil {
-		return err
-	}
-	if i := slots[gceFlagTarget]; i != flagNone {
-		t, err := b.readI32(p.Targets, i)
-		if err != nil {
-			return err
-		}
-		return ops.Errorf(op, "Targets", ops.ErrValue, "target %d of row %d is not in [0, %d)", t, i, v)
-	}
-	return nil
+	return b.ceTargetError(op, flags, gceFlagTarget, p.Targets, v)
 }

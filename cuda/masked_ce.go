@@ -19,11 +19,55 @@ const (
 	ceFlagTarget     = 0     // CE_FLAG_TARGET
 )
 
-// ceThreadsFor is the block size of masked_ce_fwdbwd for vocabulary v: about 8 elements per
-// thread, one warp at least, CE_THREADS at most (kernels/masked_ce.cu launch contract).
-func ceThreadsFor(v int) int {
+// ceThreadsFor is the block size of masked_ce_fwdbwd for vocabulary v (kernels/masked_ce.cu
+// launch contract).
+func ceThreadsFor(v int) int { return ceRowThreads(v, ceThreads) }
+
+// ceRowThreads is the block size of a one-row-per-block cross-entropy kernel (masked_ce.cu,
+// gen_masked_ce.cu) for vocabulary v: about 8 elements per thread, one warp at least,
+// maxThreads at most.
+func ceRowThreads(v, maxThreads int) int {
 	t := ((v+7)/8 + 31) / 32 * 32
-	return min(ceThreads, max(32, t))
+	return min(maxThreads, max(32, t))
+}
+
+// ceLogits checks what the cross-entropy kernels (masked_ce.cu, gen_masked_ce.cu) support
+// for logits [r, v] and the optional dlogits, and returns their dtype suffix (f32, bf16).
+func (b *Backend) ceLogits(op ops.Op, logits, dlogits *ops.Tensor) (suffix string, r, v int, err error) {
+	switch logits.DType() {
+	case ops.F32:
+		suffix = "f32"
+	case ops.BF16:
+		suffix = "bf16"
+	default:
+		return "", 0, 0, ops.Unsupported(op, b.Name(), "Logits dtype "+logits.DType().String())
+	}
+	if dlogits != nil && dlogits.DType() != logits.DType() {
+		return "", 0, 0, ops.Unsupported(op, b.Name(), fmt.Sprintf("DLogits %v with Logits %v (the kernel writes the logits' dtype)",
+			dlogits.DType(), logits.DType()))
+	}
+	r, v = logits.Dim(0), logits.Dim(1)
+	if r > math.MaxInt32 || v > math.MaxInt32 {
+		return "", 0, 0, ops.Unsupported(op, b.Name(), fmt.Sprintf("[%d, %d] logits: rows and vocabulary must be < 2^31", r, v))
+	}
+	return suffix, r, v, nil
+}
+
+// ceTargetError reads the error slot that a cross-entropy check kernel filled and returns
+// the op's error naming the first out-of-range target, or nil.
+func (b *Backend) ceTargetError(op ops.Op, flags Ptr, slot int, targets *ops.Tensor, v int) error {
+	slots, err := b.readSlots(flags, 1)
+	if err != nil {
+		return err
+	}
+	if i := slots[slot]; i != flagNone {
+		t, err := b.readI32(targets, i)
+		if err != nil {
+			return err
+		}
+		return ops.Errorf(op, "Targets", ops.ErrValue, "target %d of row %d is not in [0, %d)", t, i, v)
+	}
+	return nil
 }
 
 // MaskedCE implements ops.Ops: masked_ce_check_i32 validates the targets into an error slot,
@@ -38,25 +82,9 @@ func (b *Backend) MaskedCE(p *ops.MaskedCEParams) error {
 		return err
 	}
 	const op = ops.OpMaskedCE
-	var kernel string
-	switch p.Logits.DType() {
-	case ops.F32:
-		kernel = "masked_ce_fwdbwd_f32"
-	case ops.BF16:
-		kernel = "masked_ce_fwdbwd_bf16"
-	default:
-		return ops.Unsupported(op, b.Name(), "Logits dtype "+p.Logits.DType().String())
-	}
-	if p.DLogits != nil && p.DLogits.DType() != p.Logits.DType() {
-		return ops.Unsupported(op, b.Name(), fmt.Sprintf("DLogits %v with Logits %v (the kernel writes the logits' dtype)",
-			p.DLogits.DType(), p.Logits.DType()))
-	}
-	r, v := p.Logits.Dim(0), p.Logits.Dim(1)
-	if r == 0 {
-		return nil
-	}
-	if r > math.MaxInt32 || v > math.MaxInt32 {
-		return ops.Unsupported(op, b.Name(), fmt.Sprintf("[%d, %d] logits: rows and vocabulary must be < 2^31", r, v))
+	suffix, r, v, err := b.ceLogits(op, p.Logits, p.DLogits)
+	if err != nil || r == 0 {
+		return err
 	}
 	ptrs, err := b.ptrs(p.Logits, p.Targets, p.Weights, p.Loss, p.DLogits)
 	if err != nil {
@@ -70,20 +98,9 @@ func (b *Backend) MaskedCE(p *ops.MaskedCEParams) error {
 		Args(flags, ptrs[1], r, v)...); err != nil {
 		return err
 	}
-	if err := b.dev.Launch(kernel, D1(r), D1(ceThreadsFor(v)), 0,
+	if err := b.dev.Launch("masked_ce_fwdbwd_"+suffix, D1(r), D1(ceThreadsFor(v)), 0,
 		Args(ptrs[0], ptrs[1], ptrs[2], ptrs[3], ptrs[4], flags, v)...); err != nil {
 		return err
 	}
-	slots, err := b.readSlots(flags, 1)
-	if err != nil {
-		return err
-	}
-	if i := slots[ceFlagTarget]; i != flagNone {
-		t, err := b.readI32(p.Targets, i)
-		if err != nil {
-			return err
-		}
-		return ops.Errorf(op, "Targets", ops.ErrValue, "target %d of row %d is not in [0, %d)", t, i, v)
-	}
-	return nil
+	return b.ceTargetError(op, flags, ceFlagTarget, p.Targets, v)
 }
