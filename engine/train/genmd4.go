@@ -188,20 +188,11 @@ func (tr *GenTrainer) TrainStep(x0, seqLens []int32) (GenStepStats, error) {
 		return st, err
 	}
 	st.Step = tr.Step
-	norm, err := tr.Opt.GradNorm()
-	if err != nil {
+	if st.GradNorm, st.LR, st.Skipped, err = update(tr.Opt, tr.Cfg.SkipNonFinite, "GenMD4 step", tr.Step, st.LossBits); err != nil {
 		return st, err
 	}
-	st.GradNorm = norm
-	st.LR = tr.Opt.Cfg.LearningRate(tr.Opt.Updates)
-	if math.IsNaN(st.LossBits) || math.IsInf(st.LossBits, 0) || math.IsNaN(norm) || math.IsInf(norm, 0) {
-		if !tr.Cfg.SkipNonFinite {
-			return st, fmt.Errorf("train: GenMD4 step %d: non-finite loss %v or gradient norm %v (pass --skip-nonfinite to skip such steps)", tr.Step, st.LossBits, norm)
-		}
-		st.Skipped = true
+	if st.Skipped {
 		tr.Skipped++
-	} else if err := tr.Opt.Step(tr.Opt.ClipScale(norm)); err != nil {
-		return st, err
 	}
 	tr.Step++
 	st.Duration = time.Since(start)

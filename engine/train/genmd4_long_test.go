@@ -15,7 +15,6 @@ import (
 	"github.com/mdm-gpu/mdm-gpu/engine/diffusion"
 	"github.com/mdm-gpu/mdm-gpu/engine/model"
 	"github.com/mdm-gpu/mdm-gpu/engine/train"
-	"github.com/mdm-gpu/mdm-gpu/internal/testutil"
 )
 
 func envInt(name string, def int) int {
@@ -40,23 +39,7 @@ func TestGenMD4VersusMD4TinyShakespeare(t *testing.T) {
 	if os.Getenv("MDM_LONG_TESTS") == "" {
 		t.Skip("skipping: long test (≈20 min); set MDM_LONG_TESTS=1 to run it")
 	}
-	path := testutil.SharedData(t, "char/tinyshakespeare.txt")
-	text, err := data.ReadText(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tok, err := data.NewCharVocab(text)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ids, err := tok.Encode(text)
-	if err != nil {
-		t.Fatal(err)
-	}
-	trainIDs, valIDs, err := data.Split(ids, 0.1)
-	if err != nil {
-		t.Fatal(err)
-	}
+	tok, trainIDs, valIDs := tinyShakespeare(t)
 	steps := envInt("MDM_GEN_STEPS", 2400)
 	const L, B = 64, 32
 	V := tok.VocabSize()
@@ -65,14 +48,7 @@ func TestGenMD4VersusMD4TinyShakespeare(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	valWin, err := data.NewWindows(valIDs, L)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var val []int32
-	for _, w := range valWin.EvalWindows().Windows {
-		val = append(val, w...)
-	}
+	val := evalStream(t, valIDs, L)
 	if max := envInt("MDM_GEN_VAL_WINDOWS", 1024); len(val)/L > max {
 		val = val[:max*L]
 	}

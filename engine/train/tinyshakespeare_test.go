@@ -15,7 +15,6 @@ import (
 	"github.com/mdm-gpu/mdm-gpu/engine/diffusion"
 	"github.com/mdm-gpu/mdm-gpu/engine/model"
 	"github.com/mdm-gpu/mdm-gpu/engine/train"
-	"github.com/mdm-gpu/mdm-gpu/internal/testutil"
 )
 
 // TestTinyShakespeare600 is issue 2's end-to-end check: 600 CPU steps of the tiny model
@@ -50,23 +49,7 @@ func TestTinyShakespeare600(t *testing.T) {
 			seeds = append(seeds, s)
 		}
 	}
-	path := testutil.SharedData(t, "char/tinyshakespeare.txt")
-	text, err := data.ReadText(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tok, err := data.NewCharVocab(text)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ids, err := tok.Encode(text)
-	if err != nil {
-		t.Fatal(err)
-	}
-	trainIDs, valIDs, err := data.Split(ids, 0.1)
-	if err != nil {
-		t.Fatal(err)
-	}
+	tok, trainIDs, valIDs := tinyShakespeare(t)
 	var finals []float64
 	var summary []string
 	for _, seed := range seeds {
@@ -118,14 +101,7 @@ func tinyShakespeareRun(t *testing.T, vocab int, trainIDs, valIDs []int32, seed 
 	if err != nil {
 		t.Fatal(err)
 	}
-	valWin, err := data.NewWindows(valIDs, L)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var val []int32
-	for _, w := range valWin.EvalWindows().Windows {
-		val = append(val, w...)
-	}
+	val := evalStream(t, valIDs, L)
 	ev, err := train.NewEvaluator(m, train.EvalConfig{Batch: 64, Samples: 1, Seed: 7, Antithetic: true, Est: est})
 	if err != nil {
 		t.Fatal(err)

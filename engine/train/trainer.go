@@ -117,24 +117,34 @@ func (tr *Trainer) TrainStep(x0 []int32, seqLens []int32) (StepStats, error) {
 		return st, err
 	}
 	st.Step = tr.Step
-	norm, err := tr.Opt.GradNorm()
-	if err != nil {
+	if st.GradNorm, st.LR, st.Skipped, err = update(tr.Opt, tr.Cfg.SkipNonFinite, "step", tr.Step, st.LossBits); err != nil {
 		return st, err
 	}
-	st.GradNorm = norm
-	st.LR = tr.Opt.Cfg.LearningRate(tr.Opt.Updates)
-	if math.IsNaN(st.LossBits) || math.IsInf(st.LossBits, 0) || math.IsNaN(norm) || math.IsInf(norm, 0) {
-		if !tr.Cfg.SkipNonFinite {
-			return st, fmt.Errorf("train: step %d: non-finite loss %v or gradient norm %v (pass --skip-nonfinite to skip such steps)", tr.Step, st.LossBits, norm)
-		}
-		st.Skipped = true
+	if st.Skipped {
 		tr.Skipped++
-	} else if err := tr.Opt.Step(tr.Opt.ClipScale(norm)); err != nil {
-		return st, err
 	}
 	tr.Step++
 	st.Duration = time.Since(start)
 	return st, nil
+}
+
+// update finishes a training step whose gradients are in the model's Grad buffers (md4.md
+// §6.3): it takes the global gradient norm and this update's learning rate, then applies
+// the clipped AdamW update, or for a non-finite loss or norm skips it (skipNonFinite) or
+// returns an error naming the step (what: "step", "GenMD4 step").
+func update(opt *Optimizer, skipNonFinite bool, what string, step int, lossBits float64) (norm, lr float64, skipped bool, err error) {
+	norm, err = opt.GradNorm()
+	if err != nil {
+		return 0, 0, false, err
+	}
+	lr = opt.Cfg.LearningRate(opt.Updates)
+	if math.IsNaN(lossBits) || math.IsInf(lossBits, 0) || math.IsNaN(norm) || math.IsInf(norm, 0) {
+		if !skipNonFinite {
+			return norm, lr, false, fmt.Errorf("train: %s %d: non-finite loss %v or gradient norm %v (pass --skip-nonfinite to skip such steps)", what, step, lossBits, norm)
+		}
+		return norm, lr, true, nil
+	}
+	return norm, lr, false, opt.Step(opt.ClipScale(norm))
 }
 
 // forwardBackward computes the batch objective (and, with grad, the gradients) at step
