@@ -183,8 +183,23 @@ func flat(t *ops.Tensor) *ops.Tensor {
 // each row (float64). With grad it also writes dlogits (in place of the logits) for
 // Backward.
 func (m *Model) Loss(ws *Workspace, targets []int32, weights []float64, grad bool) ([]float64, error) {
-	if len(targets) != ws.r || len(weights) != ws.r {
-		return nil, fmt.Errorf("model: Loss got %d targets and %d weights for %d head rows", len(targets), len(weights), ws.r)
+	return m.headLoss(ws, "Loss", "weights", targets, weights, grad, func(tg, wt, ls *ops.Tensor) error {
+		p := &ops.MaskedCEParams{Logits: ws.logitsV, Targets: tg, Weights: wt, Loss: ls}
+		if grad {
+			p.DLogits = ws.logitsV
+		}
+		return m.be.MaskedCE(p)
+	})
+}
+
+// headLoss is the common part of Loss and GenLoss: it checks one target and one per-row
+// factor per head row, uploads them into the workspace, runs the cross-entropy op (ce, on
+// views of the targets, the factors and the [r] loss) and returns each row's loss. what and
+// factors name the method and its factor argument in errors.
+func (m *Model) headLoss(ws *Workspace, what, factors string, targets []int32, rowFactors []float64, grad bool,
+	ce func(tg, wt, ls *ops.Tensor) error) ([]float64, error) {
+	if len(targets) != ws.r || len(rowFactors) != ws.r {
+		return nil, fmt.Errorf("model: %s got %d targets and %d %s for %d head rows", what, len(targets), len(rowFactors), factors, ws.r)
 	}
 	out := make([]float64, ws.r)
 	if ws.r == 0 {
@@ -205,12 +220,8 @@ func (m *Model) Loss(ws *Workspace, targets []int32, weights []float64, grad boo
 		return err
 	})
 	e.do(func() error { return be.Upload(tg, targets) })
-	e.do(func() error { return be.Upload(wt, weights) })
-	p := &ops.MaskedCEParams{Logits: ws.logitsV, Targets: tg, Weights: wt, Loss: ls}
-	if grad {
-		p.DLogits = ws.logitsV
-	}
-	e.do(func() error { return be.MaskedCE(p) })
+	e.do(func() error { return be.Upload(wt, rowFactors) })
+	e.do(func() error { return ce(tg, wt, ls) })
 	e.do(func() error { return be.Download(out, ls) })
 	if e.err != nil {
 		return nil, e.err

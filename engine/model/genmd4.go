@@ -1,10 +1,6 @@
 package model
 
-import (
-	"fmt"
-
-	"github.com/mdm-gpu/mdm-gpu/engine/ops"
-)
+import "github.com/mdm-gpu/mdm-gpu/engine/ops"
 
 // GenSchedule returns GenMD4's schedule parameter schedule.w_raw [V] (raw powers; the powers
 // are softplus(w_raw)), or nil for an MD4 model (Config.GenMD4 false).
@@ -17,39 +13,12 @@ func (m *Model) GenSchedule() *Param { return m.byName["schedule.w_raw"] }
 // (in place of the logits) for Backward, and, when dpowers ([V] F64 on the backend) is not
 // nil, adds the pathwise gradient with respect to w into it.
 func (m *Model) GenLoss(ws *Workspace, targets []int32, scales []float64, powers, dpowers *ops.Tensor, grad bool) ([]float64, error) {
-	if len(targets) != ws.r || len(scales) != ws.r {
-		return nil, fmt.Errorf("model: GenLoss got %d targets and %d scales for %d head rows", len(targets), len(scales), ws.r)
-	}
-	out := make([]float64, ws.r)
-	if ws.r == 0 {
-		ws.haveLoss = grad
-		return out, nil
-	}
-	be := m.be
-	e := exec{b: be}
-	var tg, sc, ls *ops.Tensor
-	e.do(func() (err error) {
-		if tg, err = be.View(ws.targets, 0, ws.r); err != nil {
-			return err
+	return m.headLoss(ws, "GenLoss", "scales", targets, scales, grad, func(tg, sc, ls *ops.Tensor) error {
+		p := &ops.GenMaskedCEParams{Logits: ws.logitsV, Targets: tg, Scales: sc, Powers: powers, Loss: ls}
+		if grad {
+			p.DLogits = ws.logitsV
+			p.DPowers = dpowers
 		}
-		if sc, err = be.View(ws.weights, 0, ws.r); err != nil {
-			return err
-		}
-		ls, err = be.View(ws.loss, 0, ws.r)
-		return err
+		return m.be.GenMaskedCE(p)
 	})
-	e.do(func() error { return be.Upload(tg, targets) })
-	e.do(func() error { return be.Upload(sc, scales) })
-	p := &ops.GenMaskedCEParams{Logits: ws.logitsV, Targets: tg, Scales: sc, Powers: powers, Loss: ls}
-	if grad {
-		p.DLogits = ws.logitsV
-		p.DPowers = dpowers
-	}
-	e.do(func() error { return be.GenMaskedCE(p) })
-	e.do(func() error { return be.Download(out, ls) })
-	if e.err != nil {
-		return nil, e.err
-	}
-	ws.haveLoss = grad
-	return out, nil
 }
