@@ -66,21 +66,7 @@ func TestTrainStepSimMatchesCPU(t *testing.T) {
 	const B = 4
 	ref := newTrainer(t, cpu.New(), B)
 	dut := newTrainer(t, cuda.NewBackend(cuda.NewSimDevice()), B)
-	x0 := make([]int32, B*128)
-	for i := range x0 {
-		x0[i] = int32(rng.Uniform64(1, 0, rng.PurposeData, uint64(i)) * 65)
-	}
-	sr, err := ref.TrainStep(x0, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	sd, err := dut.TrainStep(x0, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if sr.Masked != sd.Masked {
-		t.Fatalf("masked positions: sim %d, cpu %d (masks must be bit-identical)", sd.Masked, sr.Masked)
-	}
+	sr, sd := stepBoth(t, ref, dut, B)
 	if d := math.Abs(sd.LossBits - sr.LossBits); d > 1e-5*math.Abs(sr.LossBits) {
 		t.Errorf("loss: sim %.9g, cpu %.9g", sd.LossBits, sr.LossBits)
 	}
@@ -125,21 +111,7 @@ func TestTrainStepMixedPrecisionSim(t *testing.T) {
 	if !dut.M.Cfg.Mixed() {
 		t.Fatal("config is not mixed precision")
 	}
-	x0 := make([]int32, B*128)
-	for i := range x0 {
-		x0[i] = int32(rng.Uniform64(1, 0, rng.PurposeData, uint64(i)) * 65)
-	}
-	sr, err := ref.TrainStep(x0, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	sd, err := dut.TrainStep(x0, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if sr.Masked != sd.Masked {
-		t.Fatalf("masked positions: sim %d, cpu %d", sd.Masked, sr.Masked)
-	}
+	sr, sd := stepBoth(t, ref, dut, B)
 	if d := math.Abs(sd.LossBits - sr.LossBits); d > 1e-2*math.Abs(sr.LossBits) {
 		t.Errorf("loss: bf16 sim %.6g, f32 cpu %.6g", sd.LossBits, sr.LossBits)
 	}
@@ -178,4 +150,27 @@ func TestTrainStepMixedPrecisionSim(t *testing.T) {
 		}
 	}
 	t.Logf("worst relative gradient error bf16 vs f32: %.3g", worst)
+}
+
+// stepBoth runs one training step of the reference and the device-under-test trainer on
+// the same batch of B sequences of 128 tokens (V = 65) and checks that they masked the
+// same number of positions (the masks must be bit-identical).
+func stepBoth(t *testing.T, ref, dut *train.Trainer, B int) (sr, sd train.StepStats) {
+	t.Helper()
+	x0 := make([]int32, B*128)
+	for i := range x0 {
+		x0[i] = int32(rng.Uniform64(1, 0, rng.PurposeData, uint64(i)) * 65)
+	}
+	sr, err := ref.TrainStep(x0, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sd, err = dut.TrainStep(x0, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sr.Masked != sd.Masked {
+		t.Fatalf("masked positions: sim %d, cpu %d (masks must be bit-identical)", sd.Masked, sr.Masked)
+	}
+	return sr, sd
 }
