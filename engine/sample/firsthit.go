@@ -157,15 +157,7 @@ func (s *FirstHitting) Sample(init []int32, progress func(step, total int)) ([]i
 			progress(k+1, L)
 		}
 	}
-	n, err := finalDecode(s.net, z, ts, uint64(L+1), s.Cfg)
-	if err != nil {
-		return nil, rep, err
-	}
-	if n > 0 {
-		rep.NFE++
-		rep.Decoded = n
-	}
-	if err := finishReport(&rep, init, z, V, start); err != nil {
+	if err := finish(s.net, z, ts, uint64(L+1), s.Cfg, &rep, init, V, start); err != nil {
 		return nil, rep, err
 	}
 	return z, rep, nil

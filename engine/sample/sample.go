@@ -303,15 +303,7 @@ func (s *Sampler) Sample(init []int32, progress func(step, total int)) ([]int32,
 			progress(k+1, len(s.plan))
 		}
 	}
-	n, err := finalDecode(s.net, z, ts, uint64(len(s.plan)), s.Cfg)
-	if err != nil {
-		return nil, rep, err
-	}
-	if n > 0 {
-		rep.NFE++
-		rep.Decoded = n
-	}
-	if err := finishReport(&rep, init, z, V, start); err != nil {
+	if err := finish(s.net, z, ts, uint64(len(s.plan)), s.Cfg, &rep, init, V, start); err != nil {
 		return nil, rep, err
 	}
 	return z, rep, nil
@@ -333,6 +325,20 @@ func sampleStep(net netEval, cfg Config, ts []float64, rows []int32, p *ops.Samp
 	p.Out, p.Z, p.Logits, p.Rows = zT, zT, logits, rowsT
 	p.MaskID, p.Seed, p.IndexOffset = int32(V), cfg.Seed, cfg.IndexOffset
 	return net.backend().SampleStep(p)
+}
+
+// finish ends a sampler's run: the final argmax decode at step index decodeStep (one more
+// network call, counted, when a position was still masked), then finishReport.
+func finish(net netEval, z []int32, ts []float64, decodeStep uint64, cfg Config, rep *Report, init []int32, V int, start time.Time) error {
+	n, err := finalDecode(net, z, ts, decodeStep, cfg)
+	if err != nil {
+		return err
+	}
+	if n > 0 {
+		rep.NFE++
+		rep.Decoded = n
+	}
+	return finishReport(rep, init, z, V, start)
 }
 
 // finalDecode sets every position of z still masked to argmax μ_θ(z, t = 0) (md4.md §5.1
