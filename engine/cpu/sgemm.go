@@ -91,60 +91,44 @@ var sgemmPool = sync.Pool{New: func() any { return new(sgemmBufs) }}
 // packA packs rows [i0, i0+mc) × columns [p0, p0+kc) of op(A) into 6-row panels: panel q,
 // element (p, r) at q·6·kc + p·6 + r; rows beyond mc are zero.
 func packA(dst []float32, tA bool, a []float32, lda, i0, mc, p0, kc int) {
-	for q := 0; q < mc; q += 6 {
-		pan := dst[(q/6)*6*kc : (q/6+1)*6*kc]
-		rows := min(6, mc-q)
-		if tA { // op(A)(i, p) = a[p·lda + i]: the panel's 6 values of each p are contiguous
-			for p := range kc {
-				src := a[(p0+p)*lda+i0+q : (p0+p)*lda+i0+q+rows]
-				out := pan[p*6 : p*6+6]
-				copy(out, src)
-				clear(out[rows:])
-			}
-			continue
-		}
-		for r := range 6 {
-			if r >= rows {
-				for p := range kc {
-					pan[p*6+r] = 0
-				}
-				continue
-			}
-			i := i0 + q + r
-			src := a[i*lda+p0 : i*lda+p0+kc]
-			for p, v := range src {
-				pan[p*6+r] = v
-			}
-		}
-	}
+	// op(A)(i, p) is a[p·lda + i] when transposed (a panel's 6 values of each p contiguous).
+	packPanels(dst, 6, tA, a, lda, p0, kc, i0, mc)
 }
 
 // packB packs rows [p0, p0+kc) × columns [j0, j0+nc) of op(B) into 16-column panels:
 // panel q, element (p, c) at q·16·kc + p·16 + c; columns beyond nc are zero.
 func packB(dst []float32, tB bool, b []float32, ldb, p0, kc, j0, nc int) {
-	for q := 0; q < nc; q += 16 {
-		pan := dst[(q/16)*16*kc : (q/16+1)*16*kc]
-		cols := min(16, nc-q)
-		if !tB {
+	// op(B)(p, j) is b[p·ldb + j] when not transposed.
+	packPanels(dst, 16, !tB, b, ldb, p0, kc, j0, nc)
+}
+
+// packPanels packs the kc × n block (p, j) ∈ [0, kc) × [0, n) of a matrix x into panels of
+// w columns: panel q, element (p, c) at q·w·kc + p·w + c, columns beyond n zero. The block's
+// element (p, j) is x[(p0+p)·ld + j0+j] when contiguous (a panel row is one copy), else
+// x[(j0+j)·ld + p0+p].
+func packPanels(dst []float32, w int, contiguous bool, x []float32, ld, p0, kc, j0, n int) {
+	for q := 0; q < n; q += w {
+		pan := dst[(q/w)*w*kc : (q/w+1)*w*kc]
+		cols := min(w, n-q)
+		if contiguous {
 			for p := range kc {
-				row := b[(p0+p)*ldb+j0+q : (p0+p)*ldb+j0+q+cols]
-				out := pan[p*16 : p*16+16]
+				row := x[(p0+p)*ld+j0+q : (p0+p)*ld+j0+q+cols]
+				out := pan[p*w : p*w+w]
 				copy(out, row)
 				clear(out[cols:])
 			}
 			continue
 		}
-		// op(B)(p, j) = b[j·ldb + p]
-		for c := range 16 {
+		for c := range w {
 			if c >= cols {
 				for p := range kc {
-					pan[p*16+c] = 0
+					pan[p*w+c] = 0
 				}
 				continue
 			}
-			src := b[(j0+q+c)*ldb+p0 : (j0+q+c)*ldb+p0+kc]
+			src := x[(j0+q+c)*ld+p0 : (j0+q+c)*ld+p0+kc]
 			for p, v := range src {
-				pan[p*16+c] = v
+				pan[p*w+c] = v
 			}
 		}
 	}
