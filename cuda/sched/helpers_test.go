@@ -103,34 +103,26 @@ func startLocal(t *testing.T, cfg sched.Config, n int, mk newBackend) *sched.Sch
 // grads returns device i's current gradients (after a step: the all-reduced gradient).
 func grads(t *testing.T, s *sched.Scheduler, i int) [][]float64 {
 	t.Helper()
-	var out [][]float64
-	err := s.Do(i, func(tr *train.Trainer) error {
-		for _, p := range tr.M.Params {
-			g, err := tr.M.GetGrad(p)
-			if err != nil {
-				return err
-			}
-			out = append(out, g)
-		}
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return out
+	return perParam(t, s, i, (*model.Model).GetGrad)
 }
 
 // params returns device i's parameters.
 func params(t *testing.T, s *sched.Scheduler, i int) [][]float64 {
 	t.Helper()
+	return perParam(t, s, i, (*model.Model).GetParam)
+}
+
+// perParam reads get(p) for every parameter p of device i's model, in parameter order.
+func perParam(t *testing.T, s *sched.Scheduler, i int, get func(*model.Model, *model.Param) ([]float64, error)) [][]float64 {
+	t.Helper()
 	var out [][]float64
 	err := s.Do(i, func(tr *train.Trainer) error {
 		for _, p := range tr.M.Params {
-			g, err := tr.M.GetParam(p)
+			v, err := get(tr.M, p)
 			if err != nil {
 				return err
 			}
-			out = append(out, g)
+			out = append(out, v)
 		}
 		return nil
 	})
