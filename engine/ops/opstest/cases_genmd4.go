@@ -50,20 +50,7 @@ func genMaskedCECase(r, v int, dlogits, dpowers bool, lscale float64, equal bool
 	}
 	c := mk(ops.OpGenMaskedCE, dt, size, int64(8*r*v), args,
 		func(g *gen, d data) {
-			d.f["Logits"] = g.normal(r*v, 0, lscale)
-			t := g.ints(r, 0, v)
-			if r > 0 {
-				t[0] = int32(v - 1)
-			}
-			if r > 1 {
-				t[1] = 0
-			}
-			d.i["Targets"] = t
-			sc := g.uniform(r, 0, 2)
-			if r > 2 {
-				sc[2] = 0 // a zero scale
-			}
-			d.f["Scales"] = sc
+			d.f["Scales"] = ceRows(g, d, r, v, lscale) // row 2: a zero scale
 			if equal {
 				d.f["Powers"] = fillConst(v, 2)
 			} else {

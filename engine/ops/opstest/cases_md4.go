@@ -56,20 +56,7 @@ func maskedCECase(r, v int, dlogits bool, lscale float64, dt ops.DType, size Siz
 	}
 	c := mk(ops.OpMaskedCE, dt, size, int64(5*r*v), args,
 		func(g *gen, d data) {
-			d.f["Logits"] = g.normal(r*v, 0, lscale)
-			t := g.ints(r, 0, v)
-			if r > 0 {
-				t[0] = int32(v - 1)
-			}
-			if r > 1 {
-				t[1] = 0
-			}
-			d.i["Targets"] = t
-			w := g.uniform(r, 0, 2)
-			if r > 2 {
-				w[2] = 0 // a zero weight (t = 0 rows of some schedules)
-			}
-			d.f["Weights"] = w
+			d.f["Weights"] = ceRows(g, d, r, v, lscale) // row 2: a zero weight (t = 0 rows of some schedules)
 			d.f["Loss"] = nans(r)
 			d.f["DLogits"] = nans(r * v)
 		},
@@ -484,4 +471,24 @@ func timeEmbedCases() []Case {
 		}
 	}
 	return cs
+}
+
+// ceRows draws the common inputs of the cross-entropy cases (MaskedCE, GenMaskedCE): logits
+// [r, v] ~ N(0, lscale²) and targets into d, with the edge targets v−1 (row 0) and 0 (row
+// 1), and returns per-row factors in [0, 2) with a zero at row 2.
+func ceRows(g *gen, d data, r, v int, lscale float64) []float64 {
+	d.f["Logits"] = g.normal(r*v, 0, lscale)
+	t := g.ints(r, 0, v)
+	if r > 0 {
+		t[0] = int32(v - 1)
+	}
+	if r > 1 {
+		t[1] = 0
+	}
+	d.i["Targets"] = t
+	f := g.uniform(r, 0, 2)
+	if r > 2 {
+		f[2] = 0
+	}
+	return f
 }
